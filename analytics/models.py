@@ -1,0 +1,71 @@
+"""The request log: one row for every authenticated /v1 request, however it ended."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class RequestLog(models.Model):
+    request_id = models.CharField(max_length=64, unique=True, help_text="The x-request-id the client got.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    created_at = models.DateTimeField(help_text="When the request arrived.")
+    endpoint = models.CharField(max_length=64, default="chat.completions")
+
+    requested_model = models.CharField(max_length=200, blank=True)
+    served_model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=50, blank=True)
+    stream = models.BooleanField(default=False)
+
+    status_code = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=64, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+
+    prompt_tokens = models.PositiveIntegerField(
+        default=0, help_text="Includes cached and cache-write tokens."
+    )
+    cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0, help_text="Includes reasoning tokens.")
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    usage_estimated = models.BooleanField(default=False, help_text="Counted with tiktoken, not reported.")
+
+    cost_usd = models.DecimalField(
+        max_digits=24,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="Null when the price is unknown (see cost_unknown).",
+    )
+    cost_unknown = models.BooleanField(default=False)
+    pricing = models.JSONField(null=True, blank=True, help_text="The USD-per-1M-token prices used.")
+
+    latency_ms = models.FloatField(default=0)
+    ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to the first streamed token.")
+    upstream_ms = models.FloatField(default=0, help_text="Time spent waiting on the provider.")
+    overhead_ms = models.FloatField(default=0, help_text="Latency minus the provider's share.")
+
+    max_tokens = models.PositiveIntegerField(null=True, blank=True)
+    end_user = models.CharField(max_length=256, blank=True, help_text="The request's `user` field.")
+    task_type = models.CharField(max_length=32, blank=True)
+    request_body = models.JSONField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # Per-user time-range queries: the dashboard, the usage and costs APIs, the request list.
+            models.Index(fields=["user", "-created_at"], name="requestlog_user_created"),
+            # Per-key views and limits.
+            models.Index(fields=["api_key", "-created_at"], name="requestlog_key_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.requested_model} {self.status_code}"

@@ -1,0 +1,82 @@
+"""Writes on the request log. The gateway calls `request_log_record` once per authenticated request."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.models import ApiKey
+from analytics.log_writer import LogWriter
+from analytics.models import RequestLog
+from analytics.pricing import cost_usd
+
+log = logging.getLogger(__name__)
+
+LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+def request_log_record(row: dict) -> None:
+    """Queue one row (plain JSON-able values; see `_build`). Never raises into serving."""
+    try:
+        if settings.REQUEST_LOG_MODE == "inline":
+            request_log_write_batch([row])
+        else:
+            log_writer.submit(row)
+    except Exception:
+        log.exception("Could not record request %s", row.get("request_id"))
+
+
+def _build(row: dict) -> RequestLog:
+    fields = dict(row)
+    fields["created_at"] = datetime.fromtimestamp(fields.pop("created_ts"), tz=UTC)
+    tokens = {
+        name: fields.get(name, 0)
+        for name in ("prompt_tokens", "cached_tokens", "cache_write_tokens", "completion_tokens")
+    }
+    if not tokens["prompt_tokens"] and not tokens["completion_tokens"]:
+        cost = Decimal(0)  # nothing billed, whatever the price
+    else:
+        cost = cost_usd(fields.get("pricing"), **tokens)
+    fields["cost_usd"] = cost
+    fields["cost_unknown"] = cost is None
+    return RequestLog(**fields)
+
+
+def request_log_write_batch(rows: list[dict]) -> None:
+    """Insert rows (a replayed row is skipped, not doubled) and touch the keys' last_used_at."""
+    objects = [_build(row) for row in rows]
+    try:
+        with transaction.atomic():
+            RequestLog.objects.bulk_create(objects, ignore_conflicts=True)
+    except IntegrityError:
+        # One bad row (its user deleted meanwhile) must not sink the batch: write the rest one by one.
+        for obj in objects:
+            try:
+                with transaction.atomic():
+                    RequestLog.objects.bulk_create([obj], ignore_conflicts=True)
+            except IntegrityError:
+                log.error("Dropped request-log row %s: %s", obj.request_id, "its user or key is gone")
+    _touch_keys({row["api_key_id"] for row in rows if row.get("api_key_id")})
+
+
+def _touch_keys(key_ids: set) -> None:
+    if not key_ids:
+        return
+    now = timezone.now()
+    ApiKey.objects.filter(id__in=key_ids).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_GRANULARITY)
+    ).update(last_used_at=now)
+
+
+log_writer = LogWriter(
+    request_log_write_batch,
+    batch_size=settings.REQUEST_LOG_BATCH_SIZE,
+    flush_seconds=settings.REQUEST_LOG_FLUSH_SECONDS,
+    spool_dir=settings.REQUEST_LOG_SPOOL_DIR,
+)

@@ -1,0 +1,97 @@
+"""What one request did, measured as it happens, and the log row it leaves behind.
+
+The view opens a `Call` when an authenticated request arrives and finishes it exactly once, however the
+request ends; finishing hands the row to `analytics.services.request_log_record`, which writes it off the
+response path.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+
+from analytics.pricing import prices_of
+from analytics.services import request_log_record
+from gateway.errors import GatewayError
+from gateway.usage import Usage
+
+if TYPE_CHECKING:
+    from gateway.routing import Route
+    from gateway.validation import ChatRequest
+
+CLIENT_CLOSED = 499  # nginx's status for a client that went away before the answer ended
+_MAX_ERROR_MESSAGE = 2000
+
+
+class Call:
+    def __init__(self, request, endpoint: str = "chat.completions"):
+        self.request_id: str = request.request_id
+        self.principal = request.user
+        self.endpoint = endpoint
+        self.started: float = getattr(request, "started_at", None) or time.perf_counter()
+        self.created_ts: float = time.time() - (time.perf_counter() - self.started)
+        self.upstream_s = 0.0
+        self.ttft_s: float | None = None
+        self.chat: ChatRequest | None = None
+        self.requested_model = ""
+        self.route: Route | None = None
+        self.served_model = ""
+        self.finish_reason = ""
+        self.usage: Usage | None = None
+        self.response_body: Any = None
+        self.finished = False
+
+    def add_upstream_time(self, seconds: float) -> None:
+        self.upstream_s += seconds
+
+    def first_token(self) -> None:
+        if self.ttft_s is None:
+            self.ttft_s = time.perf_counter() - self.started
+
+    def finish(self, status: int, error: GatewayError | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        latency_s = time.perf_counter() - self.started
+        usage = self.usage or Usage()
+        body = self.chat.body if self.chat is not None else {}
+        route = self.route
+        row = {
+            "request_id": self.request_id,
+            "user_id": self.principal.user_id,
+            "api_key_id": str(self.principal.key_id),
+            "created_ts": self.created_ts,
+            "endpoint": self.endpoint,
+            "requested_model": self.requested_model[:200],
+            "served_model": (self.served_model or (route.upstream_model if route else ""))[:200],
+            "provider": route.provider.name if route else "",
+            "stream": bool(self.chat and self.chat.stream),
+            "status_code": status,
+            "error_type": (error.type if error else "")[:64],
+            "error_code": ((error.code or "") if error else "")[:64],
+            "error_message": (error.message if error else "")[:_MAX_ERROR_MESSAGE],
+            "finish_reason": (self.finish_reason or "")[:32],
+            "prompt_tokens": usage.prompt_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "usage_estimated": usage.estimated,
+            "pricing": prices_of(route.model) if route else None,
+            "latency_ms": latency_s * 1000,
+            "ttft_ms": self.ttft_s * 1000 if self.ttft_s is not None else None,
+            "upstream_ms": self.upstream_s * 1000,
+            "overhead_ms": max(latency_s - self.upstream_s, 0.0) * 1000,
+            "max_tokens": _positive_int(body.get("max_completion_tokens") or body.get("max_tokens")),
+            "end_user": body.get("user", "")[:256] if isinstance(body.get("user"), str) else "",
+        }
+        if settings.STORE_REQUEST_BODIES:
+            row["request_body"] = body or None
+            row["response_body"] = self.response_body
+        request_log_record(row)
+
+
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None

@@ -1,0 +1,33 @@
+"""Staff-managed catalogue rows. A row wins over the entry of the same id in gateway/catalog.json."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+
+class CatalogModel(models.Model):
+    """A model added by staff, or a price override of a catalogue model (blank fields keep the file's)."""
+
+    id = models.CharField(max_length=200, primary_key=True, help_text="Public model id clients send.")
+    provider = models.CharField(max_length=50, blank=True)
+    upstream = models.CharField(max_length=200, blank=True, help_text="Model name sent to the provider.")
+    aliases = models.CharField(max_length=500, blank=True, help_text="Comma-separated other ids.")
+    family = models.CharField(max_length=100, blank=True)
+    context_window = models.PositiveIntegerField(null=True, blank=True)
+    max_output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cached_input_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    cache_write_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    output_per_mtok = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    price_date = models.DateField(null=True, blank=True, help_text="When the price was taken.")
+    is_active = models.BooleanField(default=True, help_text="Off: the model is not served at all.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "catalogue model"
+
+    def __str__(self) -> str:
+        return self.id

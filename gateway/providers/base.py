@@ -1,0 +1,165 @@
+"""What every provider adapter is: four translations, plus the pooled HTTP transport they share.
+
+An adapter builds the upstream request from an OpenAI request, parses the upstream response into an OpenAI
+completion, turns the upstream stream into OpenAI chunks, and maps upstream errors into the envelope.
+Nothing else: no logging, pricing or limits inside adapters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from gateway.errors import GatewayError, UpstreamError
+from gateway.sse import SSEDecoder, SSEEvent
+from gateway.usage import Usage
+from gateway.validation import ChatRequest
+
+# Upstream headers that mean the same thing to an OpenAI client, passed on with errors.
+_PASSED_HEADERS = ("retry-after", "retry-after-ms")
+_READ_SIZE = 64 * 1024
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    json: dict[str, Any]
+    params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Completion:
+    """A parsed non-stream answer: the OpenAI body to send, and the usage it reports (None: none)."""
+
+    body: dict[str, Any]
+    usage: Usage | None
+
+
+class Provider:
+    name: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str,
+        base_url: str,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int,
+    ):
+        self.name = name
+        self.api_key = api_key
+        self.base_url = base_url
+        self.timeout = (connect_timeout, read_timeout)
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    # --- translations: each adapter implements these -------------------------------------------------
+    def build_request(self, request: ChatRequest, upstream_model: str) -> UpstreamRequest:
+        raise NotImplementedError
+
+    def parse_response(self, data: dict[str, Any], request: ChatRequest) -> Completion:
+        raise NotImplementedError
+
+    def translate_stream(self, events: Iterator[SSEEvent], request: ChatRequest) -> Iterator[dict[str, Any]]:
+        """OpenAI chunks, in order; a chunk with `usage` set carries the final usage."""
+        raise NotImplementedError
+
+    def map_error(self, status: int, body: bytes, headers: dict[str, str]) -> GatewayError:
+        raise NotImplementedError
+
+    # --- transport ----------------------------------------------------------------------------------
+    def send(self, upstream: UpstreamRequest, *, stream: bool) -> requests.Response:
+        """POST the request; an error status or a transport failure raises the client-facing error."""
+        try:
+            response = self.session.post(
+                upstream.url,
+                data=orjson.dumps(upstream.json),
+                headers=upstream.headers,
+                params=upstream.params or None,
+                timeout=self.timeout,
+                stream=stream,
+            )
+        except requests.Timeout as exc:
+            raise UpstreamError(
+                f"The {self.name} provider did not answer in time.", status=504, code="upstream_timeout"
+            ) from exc
+        except requests.RequestException as exc:
+            raise UpstreamError(
+                f"Could not reach the {self.name} provider.", status=502, code="upstream_unreachable"
+            ) from exc
+        if response.status_code >= 400:
+            try:
+                body = response.content
+            except requests.RequestException:
+                body = b""
+            finally:
+                response.close()
+            raise self.scrub(self.map_error(response.status_code, body, response.headers))
+        return response
+
+    def read_json(self, response: requests.Response) -> dict[str, Any]:
+        try:
+            data = orjson.loads(response.content)
+        except requests.Timeout as exc:
+            raise UpstreamError(
+                f"The {self.name} provider did not answer in time.", status=504, code="upstream_timeout"
+            ) from exc
+        except (requests.RequestException, orjson.JSONDecodeError) as exc:
+            raise UpstreamError(
+                f"The {self.name} provider sent an answer that is not valid JSON.", code="upstream_malformed"
+            ) from exc
+        if not isinstance(data, dict):
+            raise UpstreamError(
+                f"The {self.name} provider sent an unexpected answer.", code="upstream_malformed"
+            )
+        return data
+
+    def events(self, response: requests.Response, on_wait: Callable[[float], None]) -> Iterator[SSEEvent]:
+        """The upstream body as SSE events, as the bytes arrive; `on_wait` learns the time spent waiting."""
+        decoder = SSEDecoder()
+        arriving = _arriving(response.raw)
+        clock = time.perf_counter
+        try:
+            while True:
+                started = clock()
+                chunk = next(arriving, None)
+                on_wait(clock() - started)
+                if chunk is None:
+                    break
+                yield from decoder.feed(chunk)
+        except Exception as exc:  # urllib3's read and protocol errors, timeouts, resets
+            raise UpstreamError(
+                f"The connection to the {self.name} provider failed mid-stream.",
+                code="upstream_stream_broken",
+            ) from exc
+        yield from decoder.close()
+
+    def scrub(self, error: GatewayError) -> GatewayError:
+        """A provider key never reaches a client: remove it from anything an upstream said."""
+        if self.api_key and self.api_key in error.message:
+            error.message = error.message.replace(self.api_key, "***")
+        return error
+
+    @staticmethod
+    def passed_headers(headers) -> dict[str, str]:
+        return {name: headers[name] for name in _PASSED_HEADERS if name in headers}
+
+
+def _arriving(raw) -> Iterator[bytes]:
+    """Body bytes as they arrive: chunk by chunk, or one socket read at a time without chunking."""
+    if raw.chunked:
+        yield from raw.stream(_READ_SIZE, decode_content=True)
+        return
+    while chunk := raw.read1(_READ_SIZE, decode_content=True):
+        yield chunk

@@ -1,0 +1,3 @@
+from neurometric.celery import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,13 @@
+"""Settings for the test suite: the product's settings, with what tests need to be deterministic."""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("REQUEST_LOG_MODE", "inline")
+os.environ.setdefault("OPENAI_API_KEY", "sk-test-provider-key")
+os.environ.setdefault("OPENAI_BASE_URL", "http://openai.test/v1")
+
+from neurometric.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+API_KEY_CACHE_SECONDS = 0.0
