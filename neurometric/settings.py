@@ -76,7 +76,8 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------------------
 VAR_DIR = Path(env.str("NEUROMETRIC_VAR_DIR", default=str(BASE_DIR / "var")))
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'neurometric.sqlite3'}")}
+DATABASE_URL = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'neurometric.sqlite3'}"
+DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -204,3 +205,4 @@ LOGGING = {
 # "background": rows are written off the response path by a batching thread (production).
 # "inline": written at once in the request's thread (unit tests that run inside a transaction).
 REQUEST_LOG_MODE = env.str("REQUEST_LOG_MODE", default="background")
+CELERY_TASK_DEFAULT_QUEUE = "default"

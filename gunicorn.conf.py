@@ -1,0 +1,21 @@
+"""gunicorn settings for the web process (Procfile `web:`). Every value can be overridden by the environment.
+
+gevent workers: an LLM call holds its request for seconds to minutes while the worker waits on the
+provider, so each worker must hold thousands of concurrent requests; a greenlet per request does that in
+a few KB, where a thread per request (gthread) or a process (sync) does not. See README "Performance".
+"""
+
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
+worker_class = "gevent"
+worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
+keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))
+timeout = int(os.environ.get("WEB_TIMEOUT", "120"))  # gevent: worker heartbeat, not a request limit
+graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "30"))
+accesslog = os.environ.get("WEB_ACCESS_LOG") or None  # off by default: the request log is the record
+errorlog = "-"
+loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
