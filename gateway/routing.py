@@ -13,7 +13,7 @@ from gateway.catalog import ModelInfo, get_catalog
 from gateway.errors import ModelNotFound
 from gateway.metering import Call
 from gateway.providers import get_provider, known_providers
-from gateway.providers.base import Completion, Provider
+from gateway.providers.base import Completion, Provider, Target
 from gateway.validation import ChatRequest
 
 
@@ -23,6 +23,10 @@ class Route:
     provider: Provider
     upstream_model: str
     model: ModelInfo | None  # catalogue entry: prices and context window (None if unknown)
+
+    @property
+    def target(self) -> Target:
+        return Target(self.upstream_model, self.model.max_output_tokens if self.model else None)
 
 
 def resolve(model_id: str) -> Route:
@@ -39,7 +43,7 @@ def resolve(model_id: str) -> Route:
 def complete(call: Call, route: Route, chat: ChatRequest) -> Completion:
     """One non-stream call: the provider's answer, translated."""
     provider = route.provider
-    upstream = provider.build_request(chat, route.upstream_model)
+    upstream = provider.build_request(chat, route.target)
     started = time.perf_counter()
     try:
         response = provider.send(upstream, stream=False)
@@ -52,7 +56,7 @@ def complete(call: Call, route: Route, chat: ChatRequest) -> Completion:
 def open_stream(call: Call, route: Route, chat: ChatRequest):
     """Start a streamed call; errors before the first byte raise here, so the client gets a real status."""
     provider = route.provider
-    upstream = provider.build_request(chat, route.upstream_model)
+    upstream = provider.build_request(chat, route.target)
     started = time.perf_counter()
     try:
         return provider.send(upstream, stream=True)

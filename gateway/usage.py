@@ -32,17 +32,22 @@ class Usage:
             prompt_tokens=_int(usage.get("prompt_tokens")),
             completion_tokens=_int(usage.get("completion_tokens")),
             cached_tokens=_int(prompt_details.get("cached_tokens")),
+            # Anthropic-style cache writes, reported as LiteLLM and Anthropic's own compatibility layer do
+            cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
             reasoning_tokens=_int(completion_details.get("reasoning_tokens")),
         )
 
     def to_openai(self) -> dict:
-        return {
+        usage = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
             "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
+        if self.cache_write_tokens:
+            usage["cache_creation_input_tokens"] = self.cache_write_tokens
+        return usage
 
 
 def _int(value) -> int:

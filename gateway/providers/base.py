@@ -34,6 +34,14 @@ class UpstreamRequest:
     params: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the adapter needs to know of the model it calls."""
+
+    model: str  # the upstream model name
+    max_output_tokens: int | None = None  # from the catalogue: the default where a provider requires one
+
+
 @dataclass(slots=True)
 class Completion:
     """A parsed non-stream answer: the OpenAI body to send, and the usage it reports (None: none)."""
@@ -65,7 +73,7 @@ class Provider:
         self.session.mount("https://", adapter)
 
     # --- translations: each adapter implements these -------------------------------------------------
-    def build_request(self, request: ChatRequest, upstream_model: str) -> UpstreamRequest:
+    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
         raise NotImplementedError
 
     def parse_response(self, data: dict[str, Any], request: ChatRequest) -> Completion:

@@ -8,16 +8,16 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError, UpstreamError
-from gateway.providers.base import Completion, Provider, UpstreamRequest
+from gateway.providers.base import Completion, Provider, Target, UpstreamRequest
 from gateway.sse import SSEEvent
 from gateway.usage import Usage
 from gateway.validation import ChatRequest
 
 
 class OpenAIProvider(Provider):
-    def build_request(self, request: ChatRequest, upstream_model: str) -> UpstreamRequest:
+    def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
         body = dict(request.body)
-        body["model"] = upstream_model
+        body["model"] = target.model
         if request.stream:
             # Always ask for usage, so the gateway learns it; the relay strips it if the client did not ask.
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
