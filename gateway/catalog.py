@@ -41,6 +41,7 @@ class ModelInfo:
     output_per_mtok: Decimal | None = None
     price_date: date | None = None
     created: int = 0
+    hosts: tuple[ModelInfo, ...] = ()  # the same model at other providers (e.g. Llama on Groq, Ollama)
 
     @property
     def has_price(self) -> bool:
@@ -62,6 +63,18 @@ def model_from_dict(raw: dict) -> ModelInfo:
         max_output_tokens=raw.get("max_output_tokens"),
         price_date=date.fromisoformat(raw["price_date"]) if raw.get("price_date") else None,
         created=int(raw.get("created") or 0),
+        hosts=tuple(
+            model_from_dict(
+                {
+                    "id": raw["id"],
+                    "family": raw.get("family"),
+                    "created": raw.get("created"),
+                    "price_date": raw.get("price_date"),
+                    **host,
+                }
+            )
+            for host in raw.get("hosts") or ()
+        ),
         **{name: _decimal(raw.get(name)) for name in _PRICE_FIELDS},
     )
 

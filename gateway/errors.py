@@ -15,6 +15,9 @@ from rest_framework import exceptions as drf
 log = logging.getLogger(__name__)
 
 
+_UNSET = object()
+
+
 class GatewayError(Exception):
     status = 500
     type = "server_error"
@@ -25,7 +28,7 @@ class GatewayError(Exception):
         message: str,
         *,
         param: str | None = None,
-        code: str | None = None,
+        code: str | None = _UNSET,  # None: no code (OpenAI sends null for most 400s); unset: the class's
         status: int | None = None,
         type: str | None = None,
         headers: dict[str, str] | None = None,
@@ -33,7 +36,7 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
-        if code is not None:
+        if code is not _UNSET:
             self.code = code
         if status is not None:
             self.status = status

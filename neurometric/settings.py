@@ -171,12 +171,17 @@ REQUEST_LOG_FLUSH_SECONDS = env.float("REQUEST_LOG_FLUSH_SECONDS", default=0.05)
 REQUEST_LOG_SPOOL_DIR = Path(env.str("REQUEST_LOG_SPOOL_DIR", default=str(VAR_DIR / "spool")))
 
 
-def _provider(name: str, base_url: str, *, needs_key: bool = True) -> dict:
-    prefix = name.upper()
+def _provider(name: str, base_url: str, *, needs_key: bool = True, extra: bool = False) -> dict:
+    prefix = name.upper().replace("-", "_")
+    explicit_url = env.str(f"{prefix}_BASE_URL", default="")
     return {
         "api_key": env.str(f"{prefix}_API_KEY", default=""),
-        "base_url": env.str(f"{prefix}_BASE_URL", default=base_url).rstrip("/"),
+        "base_url": (explicit_url or base_url).rstrip("/"),
         "needs_key": needs_key,
+        "extra": extra,
+        # a keyless provider (Ollama) counts as configured once its URL is set
+        "configured": bool(env.str(f"{prefix}_API_KEY", default=""))
+        or (not needs_key and bool(explicit_url)),
     }
 
 
@@ -189,6 +194,18 @@ PROVIDERS = {
     "together": _provider("together", "https://api.together.xyz/v1"),
     "ollama": _provider("ollama", "http://localhost:11434/v1", needs_key=False),
 }
+# Any other OpenAI-compatible server, by configuration alone: EXTRA_PROVIDERS=vllm=http://gpu:8000/v1,...
+# Each is used as `name/model`; its key, if it needs one, is <NAME>_API_KEY.
+for _name, _url in env.dict("EXTRA_PROVIDERS", default={}).items():
+    if _name in PROVIDERS or not _name.replace("-", "").replace("_", "").isalnum():
+        raise ImproperlyConfigured(f"EXTRA_PROVIDERS: {_name!r} is taken or not a plain name.")
+    PROVIDERS[_name] = _provider(_name, _url, needs_key=False, extra=True) | {"configured": True}
+
+# llama-3-70b and llama-3-8b go to the first of these hosts that is configured and serves the model.
+LLAMA_HOSTS = env.list("LLAMA_HOSTS", default=["groq", "together", "ollama"])
+UPSTREAM_MAX_RETRIES = env.int("UPSTREAM_MAX_RETRIES", default=2)  # per model, on 429, 5xx, timeouts
+UPSTREAM_RETRY_BUDGET_SECONDS = env.float("UPSTREAM_RETRY_BUDGET_SECONDS", default=30.0)
+UPSTREAM_RETRY_MAX_WAIT_SECONDS = env.float("UPSTREAM_RETRY_MAX_WAIT_SECONDS", default=10.0)
 
 # tiktoken's encodings ship with the code (gateway/tiktoken_cache): token counts work offline.
 os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(BASE_DIR / "gateway" / "tiktoken_cache"))

@@ -8,11 +8,21 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 from gateway.errors import InvalidRequest
+from gateway.providers.anthropic import AnthropicProvider
 from gateway.providers.base import Provider
+from gateway.providers.gemini import GeminiProvider
+from gateway.providers.mistral import MistralProvider
 from gateway.providers.openai import OpenAIProvider
+from gateway.providers.openai_compatible import OpenAICompatibleProvider
 
 ADAPTERS: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
+    "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
+    "mistral": MistralProvider,
+    "groq": OpenAICompatibleProvider,
+    "together": OpenAICompatibleProvider,
+    "ollama": OpenAICompatibleProvider,
 }
 
 _instances: dict[str, Provider] = {}
@@ -37,9 +47,16 @@ def get_provider(name: str) -> Provider:
     return _instances[name]
 
 
+def is_configured(name: str) -> bool:
+    """Has the operator set this provider up (a key, or for a keyless one, its URL)?"""
+    config = settings.PROVIDERS.get(name)
+    return bool(config and config.get("configured"))
+
+
 def _build(name: str) -> Provider:
     config = settings.PROVIDERS.get(name)
-    adapter = ADAPTERS.get(name)
+    # Extra providers named in EXTRA_PROVIDERS all speak OpenAI's format.
+    adapter = ADAPTERS.get(name) or (OpenAICompatibleProvider if config and config.get("extra") else None)
     if config is None or adapter is None:
         raise ProviderNotConfigured(f"The provider `{name}` is not supported by this gateway.", param="model")
     if config["needs_key"] and not config["api_key"]:

@@ -80,9 +80,15 @@ def test_catalogue_has_at_least_100_models(models):
     assert len(models) >= 100
 
 
+HOST_FIELDS = {"provider", "upstream", "context_window", *PRICE_FIELDS}
+
+
 def test_every_model_has_exactly_the_schema_fields(models):
     for m in models:
-        assert set(m) == FIELDS, m["id"]
+        assert set(m) - {"hosts"} == FIELDS, m["id"]
+        for host in m.get("hosts", ()):
+            assert {"provider", "upstream"} <= set(host) <= HOST_FIELDS, m["id"]
+            assert host["provider"] in PROVIDERS
 
 
 def test_every_id_and_alias_is_unique_across_the_file(models):
