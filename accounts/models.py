@@ -51,6 +51,9 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    fallbacks = models.JSONField(
+        default=list, blank=True, help_text="Models tried in order when the requested one fails."
+    )
 
     class Meta:
         ordering = ["-created_at"]

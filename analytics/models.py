@@ -52,6 +52,11 @@ class RequestLog(models.Model):
     upstream_ms = models.FloatField(default=0, help_text="Time spent waiting on the provider.")
     overhead_ms = models.FloatField(default=0, help_text="Latency minus the provider's share.")
 
+    attempts = models.JSONField(
+        null=True, blank=True, help_text="Every attempt, when retried or fallen back."
+    )
+    fallback_used = models.BooleanField(default=False, help_text="A fallback model rescued the request.")
+
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     end_user = models.CharField(max_length=256, blank=True, help_text="The request's `user` field.")
     task_type = models.CharField(max_length=32, blank=True)

@@ -28,6 +28,7 @@ class KeyPrincipal:
     key_id: uuid.UUID
     user_id: int
     prefix: str
+    fallbacks: tuple[str, ...] = ()
 
     @property
     def is_authenticated(self) -> bool:
@@ -58,12 +59,13 @@ class KeyCache:
 def _load(digest: str) -> KeyPrincipal | None:
     row = (
         ApiKey.objects.filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
-        .values_list("id", "user_id", "prefix", "digest")
+        .values_list("id", "user_id", "prefix", "digest", "fallbacks")
         .first()
     )
     if row is None or not hmac.compare_digest(row[3], digest):
         return None
-    return KeyPrincipal(key_id=row[0], user_id=row[1], prefix=row[2])
+    fallbacks = tuple(str(m) for m in row[4] or () if m)
+    return KeyPrincipal(key_id=row[0], user_id=row[1], prefix=row[2], fallbacks=fallbacks)
 
 
 key_cache = KeyCache(ttl=settings.API_KEY_CACHE_SECONDS)

@@ -41,10 +41,25 @@ class Call:
         self.finish_reason = ""
         self.usage: Usage | None = None
         self.response_body: Any = None
+        self.attempts: list[dict[str, Any]] = []
+        self.fallback_used = False
         self.finished = False
 
     def add_upstream_time(self, seconds: float) -> None:
         self.upstream_s += seconds
+
+    def record_attempt(
+        self, model_id: str, route: Route | None, error: GatewayError | None, seconds: float
+    ) -> None:
+        self.attempts.append(
+            {
+                "model": model_id,
+                "provider": route.provider.name if route else None,
+                "status": error.status if error else 200,
+                "error_code": error.code if error else None,
+                "ms": round(seconds * 1000, 3),
+            }
+        )
 
     def first_token(self) -> None:
         if self.ttft_s is None:
@@ -86,6 +101,9 @@ class Call:
             "overhead_ms": max(latency_s - self.upstream_s, 0.0) * 1000,
             "max_tokens": _positive_int(body.get("max_completion_tokens") or body.get("max_tokens")),
             "end_user": body.get("user", "")[:256] if isinstance(body.get("user"), str) else "",
+            # every attempt, when there was more than one (retries, fallbacks)
+            "attempts": self.attempts if len(self.attempts) > 1 else None,
+            "fallback_used": self.fallback_used,
         }
         if settings.STORE_REQUEST_BODIES:
             row["request_body"] = body or None

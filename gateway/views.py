@@ -1,6 +1,6 @@
 """The OpenAI-compatible routes. One view per operation: validate, route, call the provider, answer.
 
-A chat request goes: `ChatCompletionsView.post` → `routing.resolve` picks the provider →
+A chat request goes: `ChatCompletionsView.post` → `routing.complete` picks the provider →
 `providers/<name>.py` translates → the answer (or `streaming.relay` for streams) → `Call.finish`, which
 leaves the log row through `analytics.services.request_log_record`.
 """
@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from gateway.catalog import get_catalog
 from gateway.errors import BodyTooLarge, InvalidRequest, ModelNotFound, as_gateway_error, error_response
 from gateway.metering import Call
-from gateway.routing import complete, open_stream, resolve
+from gateway.routing import complete, model_chain, open_stream
 from gateway.streaming import RelayStream
 from gateway.tokens import estimate_usage
 from gateway.validation import validate_chat_request
@@ -36,6 +36,12 @@ class GatewayView(APIView):
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication: failures raise before a Call exists
         self.call = Call(request, self.endpoint)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        call = getattr(self, "call", None)
+        if call is not None and not call.finished and not response.streaming:
+            call.finish(response.status_code)  # e.g. OPTIONS, answered by DRF itself
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def handle_exception(self, exc):
         error = as_gateway_error(exc)
@@ -75,21 +81,16 @@ class ChatCompletionsView(GatewayView):
         call = self.call
         chat = validate_chat_request(read_json_body(request._request))
         call.chat, call.requested_model = chat, chat.model
-        route = resolve(chat.model)
-        call.route = route
-        headers = {
-            "x-neurometric-model": route.requested_model,
-            "x-neurometric-provider": route.provider.name,
-        }
+        chain = model_chain(chat, request.META.get("HTTP_X_NEUROMETRIC_FALLBACKS"), request.user.fallbacks)
         if chat.stream:
-            upstream = open_stream(call, route, chat)
+            route, upstream = open_stream(call, chat, chain)
             response = StreamingHttpResponse(
                 RelayStream(call, route, chat, upstream), content_type="text/event-stream"
             )
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"
         else:
-            completion = complete(call, route, chat)
+            route, completion = complete(call, chat, chain)
             body = completion.body
             call.usage = completion.usage or estimate_usage(
                 chat.body["messages"], _answer_text(body), route.upstream_model
@@ -99,8 +100,8 @@ class ChatCompletionsView(GatewayView):
             call.response_body = body
             response = json_response(body)
             call.finish(200)
-        for name, value in headers.items():
-            response[name] = value
+        response["x-neurometric-model"] = route.requested_model
+        response["x-neurometric-provider"] = route.provider.name
         return response
 
 

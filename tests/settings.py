@@ -11,3 +11,7 @@ from neurometric.settings import *  # noqa: E402,F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 API_KEY_CACHE_SECONDS = 0.0
+
+# One SQLite test database per test process, so that concurrent runs never share a file.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-neurometric-{os.getpid()}.sqlite3")}  # noqa: F405

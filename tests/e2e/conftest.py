@@ -67,7 +67,7 @@ class LiveServer:
             GROQ_API_KEY=PROVIDER_KEY,
             GROQ_BASE_URL=f"{fake.url}/v1",
             TOGETHER_API_KEY=PROVIDER_KEY,
-            TOGETHER_BASE_URL=f"{fake.url}/v1",
+            TOGETHER_BASE_URL=f"http://127.0.0.1:{_free_port()}/v1",  # a provider that is down
             OLLAMA_BASE_URL=f"{fake.url}/v1",
             UPSTREAM_READ_TIMEOUT="5",
             REQUEST_LOG_SPOOL_DIR=str(log_path.parent / "spool"),
@@ -93,14 +93,14 @@ class LiveServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
             try:
-                requests.get(f"{self.url}/v1/models", timeout=1)
+                requests.get(f"{self.url}/v1/models", timeout=5)
                 return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
 
