@@ -61,12 +61,16 @@ class LogWriter:
     def _run(self) -> None:
         while True:
             rows = self._take_batch()
-            if rows:
-                self.write(rows)
+            try:
+                if rows:
+                    self.write(rows)
+                if time.monotonic() >= self._next_spool_retry:
+                    self.replay_spool()
+            except Exception:  # the writer must outlive anything: it is the only way rows reach the database
+                log.exception("Request-log writer hit an unexpected error; carrying on")
+            finally:
                 for _ in rows:
                     self._queue.task_done()
-            if time.monotonic() >= self._next_spool_retry:
-                self.replay_spool()
 
     def _take_batch(self) -> list[dict]:
         try:
@@ -119,16 +123,19 @@ class LogWriter:
             log.critical("Could not spool %d request-log rows: they are lost", len(rows), exc_info=True)
 
     def replay_spool(self) -> int:
-        """Write spooled rows back to the database; returns how many were written."""
+        """Write spooled rows back to the database; returns how many were written.
+
+        A process replays its own spool and those of processes that are gone (a file another live process
+        may still be appending to is left to that process)."""
         self._next_spool_retry = time.monotonic() + _RETRY_SPOOL_SECONDS
         written = 0
-        for path in sorted(self.spool_dir.glob("request-log-*.jsonl")) if self.spool_dir.is_dir() else []:
-            claimed = path.with_suffix(f".replay-{os.getpid()}")
+        for path in self._replayable():
+            claimed = self.spool_dir / f"request-log-claimed-{os.getpid()}-{path.name}"
             try:
                 path.rename(claimed)  # claim it: one process replays a file
             except OSError:
                 continue
-            rows = [orjson.loads(line) for line in claimed.read_bytes().splitlines() if line.strip()]
+            rows = _parse_lines(claimed)
             for start in range(0, len(rows), self.batch_size):
                 batch = rows[start : start + self.batch_size]
                 if not self.write(batch):
@@ -138,3 +145,45 @@ class LogWriter:
                 written += len(batch)
             claimed.unlink()
         return written
+
+    def _replayable(self) -> list[Path]:
+        if not self.spool_dir.is_dir():
+            return []
+        mine = os.getpid()
+        found = []
+        for path in sorted(self.spool_dir.glob("request-log-*.jsonl")):
+            owner = _owner_pid(path.name)
+            if owner == mine or owner is None or not _alive(owner):
+                found.append(path)
+        return found
+
+
+def _owner_pid(name: str) -> int | None:
+    """request-log-123.jsonl → 123; request-log-claimed-456-request-log-123.jsonl → 456."""
+    parts = name.removesuffix(".jsonl").split("-")
+    try:
+        return int(parts[3] if parts[2] == "claimed" else parts[2])
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _parse_lines(path: Path) -> list[dict]:
+    rows = []
+    for number, line in enumerate(path.read_bytes().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(orjson.loads(line))
+        except orjson.JSONDecodeError:  # a torn write (crash or full disk mid-line): keep the rest
+            log.error("Skipping damaged line %d of request-log spool %s", number, path.name)
+    return rows

@@ -25,7 +25,7 @@ def request_log_record(row: dict) -> None:
     """Queue one row (plain JSON-able values; see `_build`). Never raises into serving."""
     try:
         if settings.REQUEST_LOG_MODE == "inline":
-            request_log_write_batch([row])
+            log_writer.write([row])  # spools on failure, like the background writer
         else:
             log_writer.submit(row)
     except Exception:
