@@ -256,7 +256,7 @@ def _logit_bias(value: Any) -> None:
     if value is None:
         return
     for token, bias in _object(value, "logit_bias").items():
-        if not token.isdigit() or not _is_number(bias) or not -100 <= bias <= 100:
+        if not (token.isascii() and token.isdigit()) or not _is_number(bias) or not -100 <= bias <= 100:
             raise _fail(
                 "Invalid 'logit_bias': expected token ids mapped to numbers from -100 to 100.", "logit_bias"
             )
@@ -303,6 +303,12 @@ def validate_chat_request(body: Any) -> ChatRequest:
                 "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
             )
         options = _object(options, "stream_options")
-        _boolean(options, "include_usage")
-        include_usage = bool(options.get("include_usage"))
+        include_usage = options.get("include_usage")
+        if include_usage is not None and not isinstance(include_usage, bool):
+            raise _fail(
+                "Invalid type for 'stream_options.include_usage': expected a boolean.",
+                "stream_options.include_usage",
+                "invalid_type",
+            )
+        include_usage = bool(include_usage)
     return ChatRequest(body=body, model=model, stream=stream, include_usage=include_usage)
