@@ -23,10 +23,19 @@ class SSEEvent:
 class SSEDecoder:
     def __init__(self) -> None:
         self._partial = b""
+        self._pieces: list[bytes] = []  # a long line arriving in many pieces: joined once, when it ends
         self._data: list[bytes] = []
         self._event: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if b"\n" not in chunk and b"\r" not in chunk and not self._partial.endswith(b"\r"):
+            if chunk:
+                self._pieces.append(chunk)
+            return []
+        if self._pieces:
+            self._pieces.append(chunk)
+            chunk = b"".join(self._pieces)
+            self._pieces = []
         buffer = self._partial + chunk
         if buffer.endswith(b"\r"):
             # a CR may be the first half of a CRLF: wait for the next byte before deciding
@@ -46,7 +55,8 @@ class SSEDecoder:
 
     def close(self) -> list[SSEEvent]:
         """The body ended: dispatch what is pending, as clients do."""
-        events = self.feed(b"\n") if self._partial.strip(b"\r") else []
+        pending = self._partial.strip(b"\r") or self._pieces
+        events = self.feed(b"\n") if pending else []
         if self._data:
             events.append(self._dispatch())
         return events
