@@ -213,7 +213,7 @@ class AnthropicProvider(Provider):
         for event in events:
             if not event.data:
                 continue
-            data = self._decode(event.data)
+            data = self.decode_event(event.data)
             kind = data.get("type") or event.event
             if kind == "message_start":
                 message = data.get("message") or {}
@@ -269,19 +269,6 @@ class AnthropicProvider(Provider):
             f"The {self.name} provider ended the stream before the answer was complete.",
             code="upstream_stream_broken",
         )
-
-    def _decode(self, data: bytes) -> dict[str, Any]:
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                f"The {self.name} provider sent a malformed stream event.", code="upstream_malformed"
-            ) from exc
-        if not isinstance(event, dict):
-            raise UpstreamError(
-                f"The {self.name} provider sent a malformed stream event.", code="upstream_malformed"
-            )
-        return event
 
     def _stream_error(self, error: Any) -> GatewayError:
         error = error if isinstance(error, dict) else {}

@@ -133,6 +133,22 @@ class Provider:
             )
         return data
 
+    def decode_event(self, data: bytes) -> dict[str, Any]:
+        """One stream event's JSON object (a one-element array is unwrapped: Gemini without alt=sse)."""
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise self._malformed_event() from exc
+        if isinstance(event, list) and len(event) == 1:
+            event = event[0]
+        if not isinstance(event, dict):
+            raise self._malformed_event()
+        return event
+
+    def _malformed_event(self) -> UpstreamError:
+        message = f"The {self.name} provider sent a malformed stream event."
+        return UpstreamError(message, code="upstream_malformed")
+
     def events(self, response: requests.Response, on_wait: Callable[[float], None]) -> Iterator[SSEEvent]:
         """The upstream body as SSE events, as the bytes arrive; `on_wait` learns the time spent waiting."""
         decoder = SSEDecoder()

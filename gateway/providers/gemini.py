@@ -621,7 +621,7 @@ class GeminiProvider(Provider):
                 continue
             if data.startswith(b"[DONE]"):
                 break
-            fragment = self._decode(data)
+            fragment = self.decode_event(data)
             if fragment.get("error"):
                 code = fragment["error"].get("code") if isinstance(fragment["error"], dict) else None
                 status = code if isinstance(code, int) and code >= 400 else 500
@@ -663,21 +663,6 @@ class GeminiProvider(Provider):
             )
         if usage is not None:
             yield {**head, "choices": [], "usage": usage.to_openai()}
-
-    def _decode(self, data: bytes) -> dict[str, Any]:
-        try:
-            fragment = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                f"The {self.name} provider sent a malformed stream event.", code="upstream_malformed"
-            ) from exc
-        if isinstance(fragment, list) and len(fragment) == 1:
-            fragment = fragment[0]
-        if not isinstance(fragment, dict):
-            raise UpstreamError(
-                f"The {self.name} provider sent a malformed stream event.", code="upstream_malformed"
-            )
-        return fragment
 
     def map_error(self, status: int, body: bytes, headers) -> GatewayError:
         try:

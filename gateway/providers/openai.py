@@ -40,19 +40,6 @@ class OpenAIProvider(Provider):
                 raise self.stream_error(chunk["error"])
             yield chunk
 
-    def decode_event(self, data: bytes) -> dict[str, Any]:
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                f"The {self.name} provider sent a malformed stream event.", code="upstream_malformed"
-            ) from exc
-        if not isinstance(chunk, dict):
-            raise UpstreamError(
-                f"The {self.name} provider sent a malformed stream event.", code="upstream_malformed"
-            )
-        return chunk
-
     def stream_error(self, error: Any) -> GatewayError:
         error = error if isinstance(error, dict) else {"message": str(error)}
         return self.scrub(
