@@ -15,6 +15,10 @@ class UserAdmin(BaseUserAdmin):
     search_fields = ["email"]
     fieldsets = [
         (None, {"fields": ["email", "password"]}),
+        (
+            "Default key policies (a key inherits each one it leaves blank)",
+            {"fields": ["rpm", "tpm", "max_parallel", "monthly_budget_usd", "allowed_models"]},
+        ),
         ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
         ("Dates", {"fields": ["last_login", "created_at"]}),
     ]
@@ -24,11 +28,36 @@ class UserAdmin(BaseUserAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ["prefix", "name", "user", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "prefix",
+        "name",
+        "user",
+        "rpm",
+        "monthly_budget_usd",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "name", "user__email"]
     list_select_related = ["user"]
-    readonly_fields = ["id", "prefix", "digest", "created_at", "last_used_at"]
+    readonly_fields = ["id", "prefix", "created_at", "last_used_at"]
+    fields = [
+        "id",
+        "user",
+        "name",
+        "prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+        "expires_at",
+        "rpm",
+        "tpm",
+        "max_parallel",
+        "monthly_budget_usd",
+        "allowed_models",
+        "fallbacks",
+    ]
     actions = ["revoke"]
 
     def has_add_permission(self, request) -> bool:

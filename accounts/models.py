@@ -25,7 +25,24 @@ class UserManager(BaseUserManager["User"]):
         return self.create_user(email, password, **extra)
 
 
-class User(AbstractBaseUser, PermissionsMixin):
+class LimitFields(models.Model):
+    """Key policies. On a user they are the defaults every key inherits; on a key, blank means inherit."""
+
+    rpm = models.PositiveIntegerField("requests per minute", null=True, blank=True)
+    tpm = models.PositiveIntegerField("tokens per minute", null=True, blank=True)
+    max_parallel = models.PositiveIntegerField("parallel requests", null=True, blank=True)
+    monthly_budget_usd = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, help_text="USD per calendar month (UTC)."
+    )
+    allowed_models = models.JSONField(
+        null=True, blank=True, help_text='Model ids or patterns such as "gpt-4o*"; empty: every model.'
+    )
+
+    class Meta:
+        abstract = True
+
+
+class User(AbstractBaseUser, PermissionsMixin, LimitFields):
     email = models.EmailField(unique=True)
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
@@ -40,7 +57,7 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
 
-class ApiKey(models.Model):
+class ApiKey(LimitFields):
     """An `nm-` key. The secret itself is never stored: only its digest and a short display prefix."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -54,6 +71,7 @@ class ApiKey(models.Model):
     fallbacks = models.JSONField(
         default=list, blank=True, help_text="Models tried in order when the requested one fails."
     )
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="The key stops working then.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -64,3 +82,20 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class BudgetAlert(models.Model):
+    """One email per key, calendar month and threshold (80 or 100 % of the monthly budget)."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="budget_alerts")
+    period = models.CharField(max_length=7, help_text="YYYY-MM, UTC.")
+    threshold = models.PositiveSmallIntegerField()
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "period", "threshold"], name="budget_alert_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.api_key.prefix} {self.period} {self.threshold}%"

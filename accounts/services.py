@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts import keys
@@ -21,11 +21,13 @@ def user_get_or_create(*, email: str) -> tuple[User, bool]:
     return User.objects.create_user(email=email), True
 
 
-def api_key_create(*, user: User, name: str = "") -> tuple[ApiKey, str]:
-    """Create a key and return it with the full secret, which is never retrievable again."""
+def api_key_create(*, user: User, name: str = "", **policy) -> tuple[ApiKey, str]:
+    """Create a key and return it with the full secret, which is never retrievable again.
+
+    `policy`: rpm, tpm, max_parallel, monthly_budget_usd, allowed_models, expires_at, fallbacks."""
     raw = keys.generate()
     api_key = ApiKey.objects.create(
-        user=user, name=name, prefix=keys.display_prefix(raw), digest=keys.digest(raw)
+        user=user, name=name, prefix=keys.display_prefix(raw), digest=keys.digest(raw), **policy
     )
     return api_key, raw
 
@@ -46,3 +48,37 @@ def api_key_revoke(*, key_or_prefix: str) -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
     return api_key
+
+
+def budget_alert_send(*, key_id: str, period: str, threshold: int) -> bool:
+    """Email the key's owner that it reached `threshold` % of its monthly budget, once per period."""
+    from django.conf import settings
+    from django.core.mail import send_mail
+
+    from accounts.models import BudgetAlert
+
+    api_key = ApiKey.objects.select_related("user").filter(id=key_id).first()
+    if api_key is None:
+        return False
+    try:
+        with transaction.atomic():
+            BudgetAlert.objects.create(api_key=api_key, period=period, threshold=threshold)
+    except IntegrityError:
+        return False  # already sent for this period
+    budget = api_key.monthly_budget_usd or api_key.user.monthly_budget_usd
+    reached = "has used its whole" if threshold >= 100 else f"has used {threshold} % of its"
+    send_mail(
+        subject=f"Neurometric: key {api_key.prefix}… {reached} monthly budget",
+        message=(
+            f"Your API key {api_key.prefix}… ({api_key.name or 'unnamed'}) {reached} monthly budget of "
+            f"${budget} for {period} (UTC).\n"
+            + (
+                "Requests with this key are refused until the month ends or the budget is raised.\n"
+                if threshold >= 100
+                else ""
+            )
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[api_key.user.email],
+    )
+    return True

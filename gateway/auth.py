@@ -9,14 +9,17 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
+from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 
 from accounts import keys
 from accounts.models import ApiKey
 from gateway.errors import InvalidApiKey
+from gateway.policies import POLICY_FIELDS, Policy, merge
 
 _MAX_ENTRIES = 50_000
 
@@ -29,6 +32,8 @@ class KeyPrincipal:
     user_id: int
     prefix: str
     fallbacks: tuple[str, ...] = ()
+    policy: Policy = field(default_factory=Policy)
+    expires_at: datetime | None = None
 
     @property
     def is_authenticated(self) -> bool:
@@ -56,16 +61,25 @@ class KeyCache:
         self._entries.clear()
 
 
+_USER_POLICY = tuple(f"user__{name}" for name in POLICY_FIELDS)
+
+
 def _load(digest: str) -> KeyPrincipal | None:
     row = (
         ApiKey.objects.filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
-        .values_list("id", "user_id", "prefix", "digest", "fallbacks")
+        .values("id", "user_id", "prefix", "digest", "fallbacks", "expires_at", *POLICY_FIELDS, *_USER_POLICY)
         .first()
     )
-    if row is None or not hmac.compare_digest(row[3], digest):
+    if row is None or not hmac.compare_digest(row["digest"], digest):
         return None
-    fallbacks = tuple(str(m) for m in row[4] or () if m)
-    return KeyPrincipal(key_id=row[0], user_id=row[1], prefix=row[2], fallbacks=fallbacks)
+    return KeyPrincipal(
+        key_id=row["id"],
+        user_id=row["user_id"],
+        prefix=row["prefix"],
+        fallbacks=tuple(str(m) for m in row["fallbacks"] or () if m),
+        policy=merge(row, {name: row[f"user__{name}"] for name in POLICY_FIELDS}),
+        expires_at=row["expires_at"],
+    )
 
 
 key_cache = KeyCache(ttl=settings.API_KEY_CACHE_SECONDS)
@@ -90,6 +104,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         principal = key_cache.lookup(raw) if keys.looks_like_key(raw) else None
         if principal is None:
             raise InvalidApiKey(f"Incorrect API key provided: {_masked(raw)}.")
+        if principal.expires_at is not None and principal.expires_at <= timezone.now():
+            raise InvalidApiKey("This API key has expired.", code="api_key_expired")
         return principal, principal
 
     def authenticate_header(self, request) -> str:

@@ -70,6 +70,17 @@ class ModelNotFound(GatewayError):
         )
 
 
+class ModelNotAllowed(GatewayError):
+    """403 (the SDK's PermissionDeniedError): the model exists, but this key may not use it."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "model_not_allowed"
+
+    def __init__(self, model: str):
+        super().__init__(f"This API key is not allowed to use the model `{model}`.", param="model")
+
+
 class BodyTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

@@ -15,6 +15,7 @@ from django.conf import settings
 from analytics.pricing import prices_of
 from analytics.services import request_log_record
 from gateway.errors import GatewayError
+from gateway.limits import Admission, settle_limits
 from gateway.usage import Usage
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class Call:
         self.response_body: Any = None
         self.attempts: list[dict[str, Any]] = []
         self.fallback_used = False
+        self.admission: Admission | None = None  # what the request took from its key's limits
         self.finished = False
 
     def add_upstream_time(self, seconds: float) -> None:
@@ -109,6 +111,8 @@ class Call:
             row["request_body"] = body or None
             row["response_body"] = self.response_body
         request_log_record(row)
+        if self.admission is not None:
+            settle_limits(self.admission, usage, row["pricing"])
 
 
 def _positive_int(value: Any) -> int | None:

@@ -31,3 +31,15 @@ class CatalogModel(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class LimitState(models.Model):
+    """Rate-limit state for the embedded default (with Redis, it lives in Redis): a token bucket's level
+    and time, a parallel slot (its expiry in `updated`), or a month's spend in nano-dollars."""
+
+    key = models.CharField(max_length=200, primary_key=True)
+    level = models.FloatField()
+    updated = models.FloatField(help_text="Unix time of the level; for slots and spend, when it expires.")
+
+    def __str__(self) -> str:
+        return self.key

@@ -16,16 +16,38 @@ from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.views import APIView
 
 from gateway.catalog import get_catalog
-from gateway.errors import BodyTooLarge, InvalidRequest, ModelNotFound, as_gateway_error, error_response
+from gateway.errors import (
+    BodyTooLarge,
+    InvalidRequest,
+    ModelNotAllowed,
+    ModelNotFound,
+    as_gateway_error,
+    error_response,
+)
+from gateway.limits import get_limiter
 from gateway.metering import Call
 from gateway.routing import complete, model_chain, open_stream
 from gateway.streaming import RelayStream
-from gateway.tokens import estimate_usage
+from gateway.tokens import count_prompt, estimate_usage
 from gateway.validation import validate_chat_request
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(orjson.dumps(data), status=status, content_type="application/json")
+
+
+class AfterResponse(HttpResponse):
+    """A response that runs `then` once the server has sent it (and closes it)."""
+
+    def __init__(self, *args, then, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._then = then
+
+    def close(self):
+        super().close()
+        then, self._then = self._then, None
+        if then is not None:
+            then()
 
 
 class GatewayView(APIView):
@@ -39,8 +61,12 @@ class GatewayView(APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         call = getattr(self, "call", None)
-        if call is not None and not call.finished and not response.streaming:
-            call.finish(response.status_code)  # e.g. OPTIONS, answered by DRF itself
+        if call is not None:
+            if not call.finished and not response.streaming and not isinstance(response, AfterResponse):
+                call.finish(response.status_code)  # e.g. OPTIONS, answered by DRF itself
+            if call.admission is not None:
+                for name, value in call.admission.headers.items():
+                    response[name] = value
         return super().finalize_response(request, response, *args, **kwargs)
 
     def handle_exception(self, exc):
@@ -81,7 +107,17 @@ class ChatCompletionsView(GatewayView):
         call = self.call
         chat = validate_chat_request(read_json_body(request._request))
         call.chat, call.requested_model = chat, chat.model
-        chain = model_chain(chat, request.META.get("HTTP_X_NEUROMETRIC_FALLBACKS"), request.user.fallbacks)
+        principal = request.user
+        policy = principal.policy
+        if not policy.allows_model(chat.model):
+            raise ModelNotAllowed(chat.model)
+        chain = model_chain(chat, request.META.get("HTTP_X_NEUROMETRIC_FALLBACKS"), principal.fallbacks)
+        chain = [model_id for model_id in chain if policy.allows_model(model_id)]
+        if policy.limits_traffic:
+            tokens = count_prompt(chat.body["messages"], chat.model) if policy.tpm else 0
+            call.admission = get_limiter().admit(
+                key_id=str(principal.key_id), policy=policy, request_id=call.request_id, tokens=tokens
+            )
         if chat.stream:
             route, upstream = open_stream(call, chat, chain)
             response = StreamingHttpResponse(
@@ -98,8 +134,9 @@ class ChatCompletionsView(GatewayView):
             call.served_model = str(body.get("model") or route.upstream_model)
             call.finish_reason = _first_finish_reason(body)
             call.response_body = body
-            response = json_response(body)
-            call.finish(200)
+            response = AfterResponse(
+                orjson.dumps(body), content_type="application/json", then=lambda: call.finish(200)
+            )
         response["x-neurometric-model"] = route.requested_model
         response["x-neurometric-provider"] = route.provider.name
         return response

@@ -39,7 +39,7 @@ def _database_url() -> str:
 
 
 class LiveServer:
-    def __init__(self, fake: FakeProvider, log_path: Path):
+    def __init__(self, fake: FakeProvider, log_path: Path, **overrides: str):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -74,7 +74,8 @@ class LiveServer:
         )
         if settings.REDIS_URL:
             env["REDIS_URL"] = settings.REDIS_URL
-        self.env = env
+        env.update(overrides)
+        self.env = {k: v for k, v in env.items() if v is not None}
         self.process: subprocess.Popen | None = None
 
     def start(self) -> LiveServer:

@@ -1,0 +1,372 @@
+"""Per-key rate limits, parallel limits and monthly budgets, shared by every process and machine.
+
+The model: token buckets. A key with `rpm` has a bucket of `rpm` requests that refills at rpm/60 per second;
+with `tpm`, a bucket of `tpm` tokens refilling at tpm/60 per second. A request is admitted only if, in one
+atomic step, the parallel slots, the month's spend, the request bucket and the token bucket all allow it;
+then it takes one request, its estimated prompt tokens and a parallel slot together. When it ends it gives
+the slot back, the token bucket is settled with the real usage (more or fewer tokens than estimated), and
+its cost is added to the month's spend.
+
+Backends: with REDIS_URL, Lua scripts in Redis (one round trip each, atomic across every process and
+machine, clocked by Redis' own TIME); without it, the database in one short transaction (SQLite serialises
+writers, PostgreSQL locks the rows), correct for the processes of one machine.
+
+Budgets are per calendar month in UTC. Admission checks spend < budget, so a budget is overspent by at most
+the cost of the requests already in flight when it ran out (at most `max_parallel` requests, when set), plus
+requests that ended in the moment the month's counter was being rebuilt from the request log.
+
+If Redis cannot be reached, limits fail OPEN: the request is served and the failure logged — an outage of
+the limiter must not become an outage of the gateway. Budgets are rebuilt from the request log afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.db import transaction
+from django.db.models import Sum
+
+from gateway.errors import GatewayError
+from gateway.policies import Policy
+
+log = logging.getLogger(__name__)
+
+NANO = Decimal(1_000_000_000)  # spend is counted in nano-dollars: integers, exact to 1e-9 USD
+SLOT_TTL_SECONDS = 900  # a slot whose process died frees itself after this
+SPEND_TTL_SECONDS = 600  # the month's counter is rebuilt from the log after this long unused
+_LUA = Path(__file__).with_name("limits.lua")
+_REDIS_RETRY_SECONDS = 5.0
+
+
+class RateLimited(GatewayError):
+    status = 429
+    code = "rate_limit_exceeded"
+
+
+@dataclass(slots=True)
+class Admission:
+    """What a request took from its key's limits, and the x-ratelimit-* headers it answers with."""
+
+    key_id: str
+    policy: Policy
+    request_id: str
+    reserved_tokens: int
+    headers: dict[str, str]
+
+
+def period(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m")
+
+
+def format_reset(seconds: float) -> str:
+    """OpenAI's duration format: 20ms, 1s, 6m0s, 1h2m3s."""
+    if seconds < 1:
+        return f"{max(math.ceil(seconds * 1000), 0)}ms"
+    total = math.ceil(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+def _headers(policy: Policy, requests_left: float, tokens_left: float) -> dict[str, str]:
+    headers = {}
+    if policy.rpm:
+        headers.update(
+            {
+                "x-ratelimit-limit-requests": str(policy.rpm),
+                "x-ratelimit-remaining-requests": str(max(int(requests_left), 0)),
+                "x-ratelimit-reset-requests": format_reset((policy.rpm - requests_left) * 60 / policy.rpm),
+            }
+        )
+    if policy.tpm:
+        headers.update(
+            {
+                "x-ratelimit-limit-tokens": str(policy.tpm),
+                "x-ratelimit-remaining-tokens": str(max(int(tokens_left), 0)),
+                "x-ratelimit-reset-tokens": format_reset((policy.tpm - tokens_left) * 60 / policy.tpm),
+            }
+        )
+    return headers
+
+
+def _refused(verdict: str, policy: Policy, wait: float, headers: dict[str, str]) -> GatewayError:
+    if verdict == "budget":
+        return GatewayError(
+            f"You exceeded this key's monthly budget of ${policy.monthly_budget_usd} (calendar month, UTC).",
+            status=429,
+            type="insufficient_quota",
+            code="insufficient_quota",
+            headers={**headers, "x-should-retry": "false"},
+        )
+    if verdict == "too_large":
+        return RateLimited(
+            f"Request too large: its prompt exceeds this key's limit of {policy.tpm} tokens per minute.",
+            type="tokens",
+            headers={**headers, "x-should-retry": "false"},
+        )
+    wait = max(wait, 0.001)
+    retry = {"retry-after": str(math.ceil(wait)), "retry-after-ms": str(math.ceil(wait * 1000))}
+    if verdict == "parallel":
+        return RateLimited(
+            f"Too many parallel requests: this key allows {policy.max_parallel} at a time.",
+            type="requests",
+            headers={**headers, **retry},
+        )
+    unit, limit = ("tokens", policy.tpm) if verdict == "tokens" else ("requests", policy.rpm)
+    return RateLimited(
+        f"Rate limit reached on {unit} per minute: limit {limit}. Please try again in {format_reset(wait)}.",
+        type=unit,
+        headers={**headers, **retry},
+    )
+
+
+def _spent_in_log(key_id: str, month: str) -> int:
+    """The month's spend of a key according to the request log, in nano-dollars."""
+    from analytics.models import RequestLog
+
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    end = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+    total = RequestLog.objects.filter(api_key_id=key_id, created_at__gte=start, created_at__lt=end).aggregate(
+        total=Sum("cost_usd")
+    )["total"]
+    return int((total or 0) * NANO)
+
+
+class Limiter:
+    """The checks and the arithmetic; backends store the state."""
+
+    def admit(self, *, key_id: str, policy: Policy, request_id: str, tokens: int) -> Admission:
+        budget = int(policy.monthly_budget_usd * NANO) if policy.monthly_budget_usd is not None else -1
+        verdict, requests_left, tokens_left, wait = self._admit(
+            key_id, policy, request_id, max(tokens, 0) if policy.tpm else 0, budget
+        )
+        headers = _headers(policy, requests_left, tokens_left)
+        if verdict != "ok":
+            raise _refused(verdict, policy, wait, headers)
+        return Admission(key_id, policy, request_id, tokens if policy.tpm else 0, headers)
+
+    def settle(self, admission: Admission, *, used_tokens: int, cost: Decimal | None) -> int | None:
+        """Give back the slot, settle tokens and add the cost; returns the month's new spend (nano-USD)."""
+        delta = used_tokens - admission.reserved_tokens if admission.policy.tpm else 0
+        cost_nano = int(cost * NANO) if cost and admission.policy.monthly_budget_usd is not None else 0
+        return self._settle(admission, delta, cost_nano)
+
+    def _admit(self, key_id, policy, request_id, tokens, budget) -> tuple[str, float, float, float]:
+        raise NotImplementedError
+
+    def _settle(self, admission: Admission, delta: int, cost_nano: int) -> int | None:
+        raise NotImplementedError
+
+
+def _level(state: tuple[float, float] | None, capacity: int, now: float) -> float:
+    if state is None:
+        return float(capacity)
+    level, updated = state
+    return min(float(capacity), level + (now - updated) * capacity / 60)
+
+
+class DatabaseLimiter(Limiter):
+    """The embedded default: state in the `LimitState` table, one transaction per check."""
+
+    def _admit(self, key_id, policy, request_id, tokens, budget):
+        from gateway.models import LimitState
+
+        now = time.time()
+        names = {"req": f"{key_id}:req", "tok": f"{key_id}:tok", "spend": f"{key_id}:spend:{period()}"}
+        with transaction.atomic():
+            rows = {
+                row.key: row for row in LimitState.objects.select_for_update().filter(key__in=names.values())
+            }
+            slots = LimitState.objects.select_for_update().filter(key__startswith=f"{key_id}:slot:")
+            if policy.max_parallel:
+                slots.filter(updated__lt=now).delete()
+                if slots.count() >= policy.max_parallel:
+                    return "parallel", 0.0, 0.0, 1.0
+            if budget >= 0:
+                spend = rows.get(names["spend"])
+                if spend is None or spend.updated < now:
+                    spent = _spent_in_log(key_id, period())
+                    spend, _ = LimitState.objects.update_or_create(
+                        key=names["spend"], defaults={"level": spent, "updated": now + SPEND_TTL_SECONDS}
+                    )
+                if spend.level >= budget:
+                    return "budget", 0.0, 0.0, 0.0
+            requests_left = _level(_state(rows.get(names["req"])), policy.rpm, now) if policy.rpm else 0.0
+            tokens_left = _level(_state(rows.get(names["tok"])), policy.tpm, now) if policy.tpm else 0.0
+            if policy.rpm and requests_left < 1:
+                return "requests", requests_left, tokens_left, (1 - requests_left) * 60 / policy.rpm
+            if policy.tpm and tokens > policy.tpm:
+                return "too_large", requests_left, tokens_left, 0.0
+            if policy.tpm and tokens_left < tokens:
+                return "tokens", requests_left, tokens_left, (tokens - tokens_left) * 60 / policy.tpm
+            if policy.rpm:
+                requests_left -= 1
+                LimitState.objects.update_or_create(
+                    key=names["req"], defaults={"level": requests_left, "updated": now}
+                )
+            if policy.tpm:
+                tokens_left -= tokens
+                LimitState.objects.update_or_create(
+                    key=names["tok"], defaults={"level": tokens_left, "updated": now}
+                )
+            if policy.max_parallel:
+                LimitState.objects.create(
+                    key=f"{key_id}:slot:{request_id}", level=1, updated=now + SLOT_TTL_SECONDS
+                )
+        return "ok", requests_left, tokens_left, 0.0
+
+    def _settle(self, admission, delta, cost_nano):
+        from gateway.models import LimitState
+
+        key_id, policy, now = admission.key_id, admission.policy, time.time()
+        spent = None
+        with transaction.atomic():
+            if policy.max_parallel:
+                LimitState.objects.filter(key=f"{key_id}:slot:{admission.request_id}").delete()
+            if delta:
+                row = LimitState.objects.select_for_update().filter(key=f"{key_id}:tok").first()
+                level = _level(_state(row), policy.tpm, now) - delta
+                LimitState.objects.update_or_create(
+                    key=f"{key_id}:tok", defaults={"level": level, "updated": now}
+                )
+            if cost_nano:
+                row = LimitState.objects.select_for_update().filter(key=f"{key_id}:spend:{period()}").first()
+                if row is not None:
+                    row.level += cost_nano
+                    row.save(update_fields=["level"])
+                    spent = int(row.level)
+        return spent
+
+
+def _state(row) -> tuple[float, float] | None:
+    return None if row is None else (row.level, row.updated)
+
+
+class RedisLimiter(Limiter):
+    """Shared by every process and machine: one Lua script call to admit, one to settle."""
+
+    def __init__(self, url: str):
+        import redis
+
+        self.redis = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        source = _LUA.read_text()
+        admit_src, settle_src = source.split("-- SETTLE --")
+        self._admit_script = self.redis.register_script(admit_src)
+        self._settle_script = self.redis.register_script(settle_src)
+        self._init_spend_script = self.redis.register_script(
+            "redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])"
+        )
+        self._down_until = 0.0
+
+    def _keys(self, key_id: str) -> list[str]:
+        base = f"nm:limit:{{{key_id}}}"  # one hash slot per key, for Redis Cluster
+        return [f"{base}:req", f"{base}:tok", f"{base}:slots", f"{base}:spend:{period()}"]
+
+    def _call(self, script, keys, args):
+        import redis
+
+        if time.monotonic() < self._down_until:
+            return None
+        try:
+            return script(keys=keys, args=args)
+        except redis.RedisError:
+            self._down_until = time.monotonic() + _REDIS_RETRY_SECONDS
+            log.exception("Redis is unreachable: rate limits and budgets are not enforced (fail open)")
+            return None
+
+    def _admit(self, key_id, policy, request_id, tokens, budget):
+        keys = self._keys(key_id)
+        args = [
+            policy.rpm or 0,
+            policy.tpm or 0,
+            tokens,
+            policy.max_parallel or 0,
+            budget,
+            request_id,
+            SLOT_TTL_SECONDS,
+            SPEND_TTL_SECONDS,
+        ]
+        result = self._call(self._admit_script, keys, args)
+        if result is not None and result[0] == b"spend_unknown":
+            self._call(
+                self._init_spend_script, [keys[3]], [_spent_in_log(key_id, period()), SPEND_TTL_SECONDS]
+            )
+            result = self._call(self._admit_script, keys, args)
+        if result is None:
+            return "ok", float(policy.rpm or 0), float(policy.tpm or 0), 0.0
+        verdict, requests_left, tokens_left, wait = result
+        return verdict.decode(), float(requests_left), float(tokens_left), float(wait)
+
+    def _settle(self, admission, delta, cost_nano):
+        policy = admission.policy
+        result = self._call(
+            self._settle_script,
+            self._keys(admission.key_id),
+            [admission.request_id, policy.tpm or 0, delta, cost_nano, SPEND_TTL_SECONDS],
+        )
+        return int(result) if result is not None and result >= 0 else None
+
+
+_limiter: Limiter | None = None
+
+
+def get_limiter() -> Limiter:
+    global _limiter
+    if _limiter is None:
+        _limiter = RedisLimiter(settings.REDIS_URL) if settings.REDIS_URL else DatabaseLimiter()
+    return _limiter
+
+
+def reset_limiter(**kwargs) -> None:
+    global _limiter
+    _limiter = None
+
+
+BUDGET_THRESHOLDS = (80, 100)
+
+
+def settle_limits(admission: Admission, usage, prices: dict | None) -> None:
+    """Settle a finished request and send the budget alerts its cost crossed. Never raises into serving."""
+    from analytics.pricing import cost_usd
+
+    budget = admission.policy.monthly_budget_usd
+    cost = None
+    if budget is not None:
+        cost = cost_usd(
+            prices,
+            prompt_tokens=usage.prompt_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            completion_tokens=usage.completion_tokens,
+        )
+    try:
+        spent = get_limiter().settle(admission, used_tokens=usage.total_tokens, cost=cost)
+    except Exception:
+        log.exception("Could not settle the limits of request %s", admission.request_id)
+        return
+    if spent is None or not cost or not budget:
+        return
+    before = Decimal(spent) / NANO - cost
+    for threshold in BUDGET_THRESHOLDS:
+        line = budget * threshold / 100
+        if before < line <= Decimal(spent) / NANO:
+            from accounts.tasks import budget_alert_send
+
+            budget_alert_send.delay(admission.key_id, period(), threshold)
+
+
+setting_changed.connect(reset_limiter)
