@@ -17,7 +17,10 @@ class RequestLog(models.Model):
     created_at = models.DateTimeField(help_text="When the request arrived.")
     endpoint = models.CharField(max_length=64, default="chat.completions")
 
-    requested_model = models.CharField(max_length=200, blank=True)
+    requested_model = models.CharField(max_length=200, blank=True, help_text="The model id the client sent.")
+    model = models.CharField(
+        max_length=200, blank=True, help_text="The public model id that served it (differs after a fallback)."
+    )
     served_model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=50, blank=True)
     stream = models.BooleanField(default=False)
@@ -60,6 +63,7 @@ class RequestLog(models.Model):
     max_tokens = models.PositiveIntegerField(null=True, blank=True)
     end_user = models.CharField(max_length=256, blank=True, help_text="The request's `user` field.")
     task_type = models.CharField(max_length=32, blank=True)
+    tags = models.JSONField(null=True, blank=True, help_text="From the x-neurometric-tags header.")
     request_body = models.JSONField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
 
@@ -74,3 +78,70 @@ class RequestLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} {self.requested_model} {self.status_code}"
+
+
+class Rollup(models.Model):
+    """Request-log aggregates per bucket of time and per user × key × model × provider × task type.
+
+    Latency, time to first token and gateway overhead are mergeable sketches (analytics.sketch), so buckets
+    combine into any range with their p50 / p95 / p99. A bucket is recomputed whole from the raw rows, so
+    rolling it again gives the same rows.
+    """
+
+    class Granularity(models.TextChoices):
+        MINUTE = "minute"
+        HOUR = "hour"
+        DAY = "day"
+
+    granularity = models.CharField(max_length=6, choices=Granularity.choices)
+    bucket_start = models.DateTimeField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=50, blank=True)
+    task_type = models.CharField(max_length=32, blank=True)
+
+    requests = models.PositiveIntegerField(default=0)
+    stream_requests = models.PositiveIntegerField(default=0)
+    errors_client = models.PositiveIntegerField(default=0, help_text="4xx other than 429 and 499.")
+    errors_rate_limit = models.PositiveIntegerField(default=0, help_text="429.")
+    errors_server = models.PositiveIntegerField(default=0, help_text="5xx.")
+    errors_cancelled = models.PositiveIntegerField(default=0, help_text="499: the client went away.")
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    cost_unknown_requests = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0)
+    latency_sketch = models.JSONField(default=dict)
+    ttft_sketch = models.JSONField(default=dict)
+    overhead_sketch = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            # Every read: one user's buckets of one granularity over a time range (dashboard, APIs).
+            models.Index(fields=["user", "granularity", "bucket_start"], name="rollup_user_bucket"),
+            # Re-rolling a bucket deletes and rewrites its rows.
+            models.Index(fields=["granularity", "bucket_start"], name="rollup_bucket"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} user {self.user_id} {self.model}"
+
+
+class RollupCursor(models.Model):
+    """How far the rollup has read the request log (by row id), so rows that arrive late are folded in."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_id}"

@@ -45,6 +45,8 @@ class Call:
         self.attempts: list[dict[str, Any]] = []
         self.fallback_used = False
         self.admission: Admission | None = None  # what the request took from its key's limits
+        self.tags: list[str] | None = _tags(request.META.get("HTTP_X_NEUROMETRIC_TAGS"))
+        self.task_hint: str | None = request.META.get("HTTP_X_NEUROMETRIC_TASK")
         self.finished = False
 
     def add_upstream_time(self, seconds: float) -> None:
@@ -82,6 +84,8 @@ class Call:
             "created_ts": self.created_ts,
             "endpoint": self.endpoint,
             "requested_model": self.requested_model[:200],
+            "model": (route.requested_model if route else self.requested_model)[:200],
+            "tags": self.tags,
             "served_model": (self.served_model or (route.upstream_model if route else ""))[:200],
             "provider": route.provider.name if route else "",
             "stream": bool(self.chat and self.chat.stream),
@@ -113,6 +117,13 @@ class Call:
         request_log_record(row)
         if self.admission is not None:
             settle_limits(self.admission, usage, row["pricing"])
+
+
+def _tags(header: str | None) -> list[str] | None:
+    if not header:
+        return None
+    tags = [tag.strip()[:64] for tag in header.split(",") if tag.strip()]
+    return tags[:20] or None
 
 
 def _positive_int(value: Any) -> int | None:
