@@ -15,6 +15,7 @@ from accounts.models import ApiKey
 from analytics.log_writer import LogWriter
 from analytics.models import RequestLog
 from analytics.pricing import cost_usd
+from analytics.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,9 @@ def _build(row: dict) -> RequestLog:
         cost = cost_usd(fields.get("pricing"), **tokens)
     fields["cost_usd"] = cost
     fields["cost_unknown"] = cost is None
+    for name in ("request_body", "response_body"):
+        if fields.get(name) is not None:
+            fields[name] = redact(fields[name])
     return RequestLog(**fields)
 
 
