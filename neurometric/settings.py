@@ -17,8 +17,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env", overwrite=False)
+# The environment wins over the .env file; NEUROMETRIC_ENV_FILE names another file ("" for none).
+ENV_FILE = os.environ.get("NEUROMETRIC_ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE and Path(ENV_FILE).is_file():
+    env.read_env(ENV_FILE, overwrite=False)
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -38,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "accounts",
     "gateway",
     "analytics",
@@ -140,8 +143,15 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Neurometric <noreply
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+# Behind a TLS-terminating proxy, set SECURE_SSL_REDIRECT=true (README "Production"); plain-http local runs
+# and tests keep it off. HSTS is on whenever DEBUG is off (browsers ignore it over plain http).
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
-SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 
 # --- Django REST framework: the /v1 API speaks OpenAI's error envelope ----------------------------------
 REST_FRAMEWORK = {
@@ -151,7 +161,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": [],
     "EXCEPTION_HANDLER": "gateway.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+# The OpenAPI schema served at /v1/openapi.json.
+SPECTACULAR_SETTINGS = {"TITLE": "Neurometric API", "VERSION": "1.0.0"}
 
 # --- The gateway ----------------------------------------------------------------------------------------
 # Bodies larger than this get 413 in OpenAI's envelope.
@@ -223,3 +236,10 @@ LOGGING = {
 # "inline": written at once in the request's thread (unit tests that run inside a transaction).
 REQUEST_LOG_MODE = env.str("REQUEST_LOG_MODE", default="background")
 CELERY_TASK_DEFAULT_QUEUE = "default"
+
+# --- Analytics ------------------------------------------------------------------------------------------
+# Figures read raw request-log rows for the last N minutes and rollups before that (rollups run every 30 s,
+# so they are complete well before the boundary). Must stay larger than the rollup's lag.
+ANALYTICS_RAW_WINDOW_MINUTES = env.int("ANALYTICS_RAW_WINDOW_MINUTES", default=10)
+if ANALYTICS_RAW_WINDOW_MINUTES < 1:
+    raise ImproperlyConfigured("ANALYTICS_RAW_WINDOW_MINUTES must be at least 1.")

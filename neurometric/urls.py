@@ -1,9 +1,17 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpResponse
 from django.urls import include, path
 
+
+def healthz(request):
+    """For load balancers: the process answers (no database or provider call)."""
+    return HttpResponse("ok", content_type="text/plain")
+
+
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("v1/", include("gateway.urls")),
     path("admin/", admin.site.urls),
 ]
