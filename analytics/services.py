@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from analytics.classify import classify
 from analytics.log_writer import LogWriter
 from analytics.models import RequestLog
 from analytics.pricing import cost_usd
@@ -31,6 +32,12 @@ def request_log_record(row: dict) -> None:
             log_writer.submit(row)
     except Exception:
         log.exception("Could not record request %s", row.get("request_id"))
+
+
+def _classify(row: dict) -> None:
+    body = row.pop("_classify", None)
+    if body is not None and not row.get("task_type"):
+        row["task_type"] = classify(body, completion_tokens=row.get("completion_tokens"))
 
 
 def _build(row: dict) -> RequestLog:
@@ -54,6 +61,8 @@ def _build(row: dict) -> RequestLog:
 
 def request_log_write_batch(rows: list[dict]) -> None:
     """Insert rows (a replayed row is skipped, not doubled) and touch the keys' last_used_at."""
+    for row in rows:
+        _classify(row)  # before anything can fail: a spooled row keeps its task type, not the request
     objects = [_build(row) for row in rows]
     try:
         with transaction.atomic():

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+from analytics.classify import normalise_task
 from analytics.pricing import prices_of
 from analytics.services import request_log_record
 from gateway.errors import GatewayError
@@ -86,6 +87,7 @@ class Call:
             "requested_model": self.requested_model[:200],
             "model": (route.requested_model if route else self.requested_model)[:200],
             "tags": self.tags,
+            "task_type": normalise_task(self.task_hint) if self.task_hint else "",
             "served_model": (self.served_model or (route.upstream_model if route else ""))[:200],
             "provider": route.provider.name if route else "",
             "stream": bool(self.chat and self.chat.stream),
@@ -111,6 +113,8 @@ class Call:
             "attempts": self.attempts if len(self.attempts) > 1 else None,
             "fallback_used": self.fallback_used,
         }
+        if not row["task_type"] and self.chat is not None:
+            row["_classify"] = self.chat.body  # classified by the log writer, off the response path
         if settings.STORE_REQUEST_BODIES:
             row["request_body"] = body or None
             row["response_body"] = self.response_body
