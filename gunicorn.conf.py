@@ -19,3 +19,6 @@ accesslog = os.environ.get("WEB_ACCESS_LOG") or None  # off by default: the requ
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn's control socket sits at one fixed path per user, so two servers on a machine would take each
+# other's; nothing here uses it.
+no_control_socket = True

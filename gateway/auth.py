@@ -18,6 +18,7 @@ from rest_framework.authentication import BaseAuthentication
 
 from accounts import keys
 from accounts.models import ApiKey
+from gateway.db import released
 from gateway.errors import InvalidApiKey
 from gateway.policies import POLICY_FIELDS, Policy, merge
 
@@ -41,20 +42,30 @@ class KeyPrincipal:
 
 
 class KeyCache:
+    """digest → what the key is, for `ttl` seconds. One request refreshes an expired entry; the requests
+    that arrive meanwhile keep using the entry they had (for the one query's time), instead of all asking the
+    database at once."""
+
     def __init__(self, ttl: float):
         self.ttl = ttl
         self._entries: dict[str, tuple[float, KeyPrincipal | None]] = {}
+        self._refreshing: set[str] = set()
 
     def lookup(self, raw_key: str) -> KeyPrincipal | None:
         digest = keys.digest(raw_key)
         now = time.monotonic()
         hit = self._entries.get(digest)
-        if hit is not None and hit[0] > now:
+        if hit is not None and (hit[0] > now or digest in self._refreshing):
             return hit[1]
-        principal = _load(digest)
+        self._refreshing.add(digest)
+        try:
+            with released():
+                principal = _load(digest)
+        finally:
+            self._refreshing.discard(digest)
         if len(self._entries) >= _MAX_ENTRIES:
             self._entries.clear()
-        self._entries[digest] = (now + self.ttl, principal)
+        self._entries[digest] = (time.monotonic() + self.ttl, principal)
         return principal
 
     def clear(self) -> None:

@@ -20,6 +20,8 @@ import orjson
 from django.conf import settings
 from django.db import DatabaseError
 
+from gateway.db import released
+
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
@@ -163,7 +165,8 @@ class _CatalogHolder:
         if self._file_models is None:
             self._file_models = load_file()
         try:
-            rows = list(CatalogModel.objects.all())
+            with released():
+                rows = list(CatalogModel.objects.all())
         except DatabaseError:
             log.warning("Could not read catalogue overrides; serving the last known catalogue", exc_info=True)
             rows = None

@@ -34,6 +34,7 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.db.models import Sum
 
+from gateway.db import released
 from gateway.errors import GatewayError
 from gateway.policies import Policy
 
@@ -187,7 +188,7 @@ class DatabaseLimiter(Limiter):
 
         now = time.time()
         names = {"req": f"{key_id}:req", "tok": f"{key_id}:tok", "spend": f"{key_id}:spend:{period()}"}
-        with transaction.atomic():
+        with released(), transaction.atomic():
             rows = {
                 row.key: row for row in LimitState.objects.select_for_update().filter(key__in=names.values())
             }
@@ -234,7 +235,7 @@ class DatabaseLimiter(Limiter):
 
         key_id, policy, now = admission.key_id, admission.policy, time.time()
         spent = None
-        with transaction.atomic():
+        with released(), transaction.atomic():
             if policy.max_parallel:
                 LimitState.objects.filter(key=f"{key_id}:slot:{admission.request_id}").delete()
             if delta:
