@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -40,7 +40,8 @@ def _classify(row: dict) -> None:
         row["task_type"] = classify(body, completion_tokens=row.get("completion_tokens"))
 
 
-def _build(row: dict) -> RequestLog:
+def _fields(row: dict) -> dict:
+    """A queued row as RequestLog field values: time, exact cost, redacted bodies."""
     fields = dict(row)
     fields["created_at"] = datetime.fromtimestamp(fields.pop("created_ts"), tz=UTC)
     tokens = {
@@ -56,13 +57,20 @@ def _build(row: dict) -> RequestLog:
     for name in ("request_body", "response_body"):
         if fields.get(name) is not None:
             fields[name] = redact(fields[name])
-    return RequestLog(**fields)
+    return fields
+
+
+def _build(row: dict) -> RequestLog:
+    return RequestLog(**_fields(row))
 
 
 def request_log_write_batch(rows: list[dict]) -> None:
     """Insert rows (a replayed row is skipped, not doubled) and touch the keys' last_used_at."""
     for row in rows:
         _classify(row)  # before anything can fail: a spooled row keeps its task type, not the request
+    if connection.vendor == "postgresql" and _copy([_fields(row) for row in rows]):
+        _touch_keys({row["api_key_id"] for row in rows if row.get("api_key_id")})
+        return
     objects = [_build(row) for row in rows]
     try:
         with transaction.atomic():
@@ -76,6 +84,36 @@ def request_log_write_batch(rows: list[dict]) -> None:
             except IntegrityError:
                 log.error("Dropped request-log row %s: %s", obj.request_id, "its user or key is gone")
     _touch_keys({row["api_key_id"] for row in rows if row.get("api_key_id")})
+
+
+_COPY_FIELDS = [f for f in RequestLog._meta.concrete_fields if not f.primary_key]
+_JSON_FIELDS = {f.attname for f in _COPY_FIELDS if f.get_internal_type() == "JSONField"}
+_DEFAULTS = {f.attname: f.get_default() for f in _COPY_FIELDS}
+
+
+def _copy(rows: list[dict]) -> bool:
+    """PostgreSQL's COPY: several times cheaper than INSERT through the ORM, which matters because the
+    writer shares its process with the gateway. False when the batch needs the careful path (a replayed
+    row that is already there, a row whose user is gone)."""
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in _COPY_FIELDS)
+    sql = f"COPY {connection.ops.quote_name(RequestLog._meta.db_table)} ({columns}) FROM STDIN"
+    try:
+        with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+            for row in rows:
+                values = []
+                for field in _COPY_FIELDS:
+                    name = field.attname
+                    value = row.get(name, _DEFAULTS[name])
+                    if name in _JSON_FIELDS and value is not None:
+                        value = Jsonb(value)
+                    values.append(value)
+                copy.write_row(values)
+    except (IntegrityError, DataError, psycopg.IntegrityError, psycopg.DataError):
+        return False
+    return True
 
 
 def _touch_keys(key_ids: set) -> None:

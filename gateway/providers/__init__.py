@@ -77,7 +77,7 @@ def _build(name: str) -> Provider:
 def reset_providers(**kwargs) -> None:
     with _lock:
         for provider in _instances.values():
-            provider.session.close()
+            provider.close()
         _instances.clear()
 
 

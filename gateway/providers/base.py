@@ -11,10 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from gateway.errors import GatewayError, UpstreamError
 from gateway.sse import SSEDecoder, SSEEvent
@@ -67,10 +69,13 @@ class Provider:
         self.api_key = api_key
         self.base_url = base_url
         self.timeout = (connect_timeout, read_timeout)
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
+        # requests' transport adapter, used directly: keep-alive connection pooling without a Session's
+        # per-call cookie jar, environment scan and redirect handling. (Proxy variables are read once.)
+        self.adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.proxies = requests.utils.get_environ_proxies(base_url)
+
+    def close(self) -> None:
+        self.adapter.close()
 
     # --- translations: each adapter implements these -------------------------------------------------
     def build_request(self, request: ChatRequest, target: Target) -> UpstreamRequest:
@@ -89,15 +94,9 @@ class Provider:
     # --- transport ----------------------------------------------------------------------------------
     def send(self, upstream: UpstreamRequest, *, stream: bool) -> requests.Response:
         """POST the request; an error status or a transport failure raises the client-facing error."""
+        request = _prepared(upstream)
         try:
-            response = self.session.post(
-                upstream.url,
-                data=orjson.dumps(upstream.json),
-                headers=upstream.headers,
-                params=upstream.params or None,
-                timeout=self.timeout,
-                stream=stream,
-            )
+            response = self.adapter.send(request, stream=stream, timeout=self.timeout, proxies=self.proxies)
         except requests.Timeout as exc:
             raise UpstreamError(
                 f"The {self.name} provider did not answer in time.", status=504, code="upstream_timeout"
@@ -187,3 +186,17 @@ def _arriving(raw) -> Iterator[bytes]:
         return
     while chunk := raw.read1(_READ_SIZE, decode_content=True):
         yield chunk
+
+
+def _prepared(upstream: UpstreamRequest) -> requests.PreparedRequest:
+    """The request for requests' adapter, built directly: the URL, headers and JSON body are ours and
+    already well-formed, so requests' general preparation (URL re-parsing, IDNA, hooks) is not needed."""
+    body = orjson.dumps(upstream.json)
+    request = requests.PreparedRequest()
+    request.method = "POST"
+    request.url = f"{upstream.url}?{urlencode(upstream.params)}" if upstream.params else upstream.url
+    request.headers = CaseInsensitiveDict(upstream.headers)
+    request.headers["Content-Length"] = str(len(body))
+    request.body = body
+    request.hooks = {"response": []}
+    return request
