@@ -31,7 +31,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.signals import setting_changed
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Sum
 
 from gateway.db import released
@@ -189,6 +189,7 @@ class DatabaseLimiter(Limiter):
         now = time.time()
         names = {"req": f"{key_id}:req", "tok": f"{key_id}:tok", "spend": f"{key_id}:spend:{period()}"}
         with released(), transaction.atomic():
+            _lock_key(key_id)
             rows = {
                 row.key: row for row in LimitState.objects.select_for_update().filter(key__in=names.values())
             }
@@ -236,6 +237,7 @@ class DatabaseLimiter(Limiter):
         key_id, policy, now = admission.key_id, admission.policy, time.time()
         spent = None
         with released(), transaction.atomic():
+            _lock_key(key_id)
             if policy.max_parallel:
                 LimitState.objects.filter(key=f"{key_id}:slot:{admission.request_id}").delete()
             if delta:
@@ -251,6 +253,14 @@ class DatabaseLimiter(Limiter):
                     row.save(update_fields=["level"])
                     spent = int(row.level)
         return spent
+
+
+def _lock_key(key_id: str) -> None:
+    """Serialise a key's checks. SQLite's write transactions already do; on PostgreSQL, row locks alone
+    would not cover state rows that do not exist yet, so take a transaction-scoped advisory lock."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"nm-limit:{key_id}"])
 
 
 def _state(row) -> tuple[float, float] | None:
