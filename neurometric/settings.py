@@ -243,3 +243,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 ANALYTICS_RAW_WINDOW_MINUTES = env.int("ANALYTICS_RAW_WINDOW_MINUTES", default=10)
 if ANALYTICS_RAW_WINDOW_MINUTES < 1:
     raise ImproperlyConfigured("ANALYTICS_RAW_WINDOW_MINUTES must be at least 1.")
+
+# Raw request-log rows older than this many days are deleted daily (analytics.prune_raw_logs); the minute,
+# hour and day rollups are kept.
+REQUEST_LOG_RETENTION_DAYS = env.int("REQUEST_LOG_RETENTION_DAYS", default=30)
+if REQUEST_LOG_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("REQUEST_LOG_RETENTION_DAYS must be at least 1.")
