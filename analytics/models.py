@@ -1,6 +1,9 @@
-"""The request log: one row for every authenticated /v1 request, however it ended."""
+"""The request log: one row for every authenticated /v1 request, however it ended; its rollups; and the
+recommendations drawn from it."""
 
 from __future__ import annotations
+
+import uuid
 
 from django.conf import settings
 from django.db import models
@@ -145,3 +148,89 @@ class RollupCursor(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.last_id}"
+
+
+class Recommendation(models.Model):
+    """A concrete way for one user to spend less, with the savings, the arithmetic and the evidence."""
+
+    class Kind(models.TextChoices):
+        CHEAPER_MODEL = "cheaper_model", "Cheaper model for a task"
+        NEWER_SNAPSHOT = "newer_snapshot", "Newer, cheaper snapshot"
+        RESPONSE_CACHE = "response_cache", "Response cache"
+        PROMPT_CACHING = "prompt_caching", "Provider prompt caching"
+        OUTPUT_LENGTH = "output_length", "Output length"
+        BATCH_API = "batch_api", "Batch API"
+        WASTE = "waste", "Errors and retries"
+        SYSTEM_PROMPT = "system_prompt", "System prompt size"
+
+    class Status(models.TextChoices):
+        NEW = "new"
+        DISMISSED = "dismissed"
+        APPLIED = "applied"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recommendations"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    fingerprint = models.CharField(
+        max_length=64, help_text="Kind and scope, hashed: the same advice is updated."
+    )
+    title = models.CharField(max_length=200)
+    detail = models.TextField(help_text="Plain-language explanation.")
+    scope = models.JSONField(default=dict, help_text="model, task_type, api_key_id, system_prompt_hash ...")
+    suggested_model = models.CharField(max_length=200, blank=True)
+    estimated_monthly_savings_usd = models.DecimalField(max_digits=14, decimal_places=4)
+    savings_arithmetic = models.TextField(help_text="How the estimate was computed, step by step.")
+    confidence = models.FloatField(help_text="0 to 1.")
+    evidence = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    dismissed_at = models.DateTimeField(null=True, blank=True)
+    realised_savings_usd = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        ordering = ["-estimated_monthly_savings_usd"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "fingerprint"], name="recommendation_once_per_scope"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class ShadowEvaluation(models.Model):
+    """A replay of a sample of a recommendation's traffic on the suggested model, compared with the
+    original answers: the quality check behind a cheaper-model recommendation."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    recommendation = models.ForeignKey(Recommendation, on_delete=models.CASCADE, related_name="evaluations")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    sample_size = models.PositiveIntegerField(default=50)
+    budget_usd = models.DecimalField(max_digits=10, decimal_places=4)
+    spent_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+    method = models.CharField(max_length=32, blank=True, help_text="exact, fieldwise or judge.")
+    judge_model = models.CharField(max_length=200, blank=True)
+    compared = models.PositiveIntegerField(default=0)
+    agreed = models.PositiveIntegerField(default=0)
+    agreement = models.FloatField(null=True, blank=True)
+    ci_low = models.FloatField(null=True, blank=True, help_text="95 % Wilson interval of the agreement.")
+    ci_high = models.FloatField(null=True, blank=True)
+    examples = models.JSONField(default=list, help_text="A few side-by-side answers.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.recommendation_id} {self.status}"

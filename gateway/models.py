@@ -43,3 +43,30 @@ class LimitState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class RoutingRule(models.Model):
+    """Requests of a key for `from_model` (of `task_type`, if set) are served by `to_model` instead:
+    how an applied recommendation takes effect. Visible on the key and reversible."""
+
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.CASCADE, related_name="routing_rules")
+    from_model = models.CharField(max_length=200)
+    task_type = models.CharField(max_length=32, blank=True, help_text="Blank: every task type.")
+    to_model = models.CharField(max_length=200)
+    recommendation = models.ForeignKey(
+        "analytics.Recommendation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="routing_rules",
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        task = f" ({self.task_type})" if self.task_type else ""
+        return f"{self.from_model}{task} → {self.to_model}"
