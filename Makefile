@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-test lint migrate demo-key serve worker beat bench clean
+.PHONY: run test install install-test lint migrate demo-key demo serve worker beat bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,16 +33,22 @@ demo-key: migrate
 	@echo "Demo user demo@example.com; its new API key (shown once):"
 	@$(BIN)/python manage.py create_api_key --email demo@example.com --name demo | tail -n 1
 
+# A demo account (demo@example.com, password printed) with 30 days of realistic traffic, rolled up.
+demo: migrate
+	$(BIN)/python manage.py seed_demo --days 30 --seed 1
+
 serve:
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn neurometric.wsgi:application --config gunicorn.conf.py
 
 # Set up and run on the embedded default: SQLite, local-memory cache, Celery tasks run in-process.
+# `make run DEMO=1` also fills the demo account first (see `make demo`).
 run: demo-key
+	@if [ -n "$(DEMO)" ]; then $(MAKE) --no-print-directory demo; fi
 	@echo "Neurometric on http://$(HOST):$(PORT)  (OpenAI base_url: http://$(HOST):$(PORT)/v1)"
 	@$(MAKE) --no-print-directory serve
 
 worker:
-	$(BIN)/celery --app neurometric worker --loglevel INFO --queues default
+	$(BIN)/celery --app neurometric worker --loglevel INFO --queues default,analytics
 
 beat:
 	$(BIN)/celery --app neurometric beat --loglevel INFO

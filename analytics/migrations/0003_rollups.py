@@ -6,69 +6,109 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_key_policies'),
-        ('analytics', '0002_fallbacks'),
+        ("accounts", "0003_key_policies"),
+        ("analytics", "0002_fallbacks"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RollupCursor',
+            name="RollupCursor",
             fields=[
-                ('name', models.CharField(max_length=50, primary_key=True, serialize=False)),
-                ('last_id', models.BigIntegerField(default=0)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("name", models.CharField(max_length=50, primary_key=True, serialize=False)),
+                ("last_id", models.BigIntegerField(default=0)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
         migrations.AddField(
-            model_name='requestlog',
-            name='model',
-            field=models.CharField(blank=True, help_text='The public model id that served it (differs after a fallback).', max_length=200),
+            model_name="requestlog",
+            name="model",
+            field=models.CharField(
+                blank=True,
+                help_text="The public model id that served it (differs after a fallback).",
+                max_length=200,
+            ),
         ),
         migrations.AddField(
-            model_name='requestlog',
-            name='tags',
-            field=models.JSONField(blank=True, help_text='From the x-neurometric-tags header.', null=True),
+            model_name="requestlog",
+            name="tags",
+            field=models.JSONField(blank=True, help_text="From the x-neurometric-tags header.", null=True),
         ),
         migrations.AlterField(
-            model_name='requestlog',
-            name='requested_model',
-            field=models.CharField(blank=True, help_text='The model id the client sent.', max_length=200),
+            model_name="requestlog",
+            name="requested_model",
+            field=models.CharField(blank=True, help_text="The model id the client sent.", max_length=200),
         ),
         migrations.CreateModel(
-            name='Rollup',
+            name="Rollup",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('granularity', models.CharField(choices=[('minute', 'Minute'), ('hour', 'Hour'), ('day', 'Day')], max_length=6)),
-                ('bucket_start', models.DateTimeField()),
-                ('model', models.CharField(blank=True, max_length=200)),
-                ('provider', models.CharField(blank=True, max_length=50)),
-                ('task_type', models.CharField(blank=True, max_length=32)),
-                ('requests', models.PositiveIntegerField(default=0)),
-                ('stream_requests', models.PositiveIntegerField(default=0)),
-                ('errors_client', models.PositiveIntegerField(default=0, help_text='4xx other than 429 and 499.')),
-                ('errors_rate_limit', models.PositiveIntegerField(default=0, help_text='429.')),
-                ('errors_server', models.PositiveIntegerField(default=0, help_text='5xx.')),
-                ('errors_cancelled', models.PositiveIntegerField(default=0, help_text='499: the client went away.')),
-                ('prompt_tokens', models.BigIntegerField(default=0)),
-                ('cached_tokens', models.BigIntegerField(default=0)),
-                ('cache_write_tokens', models.BigIntegerField(default=0)),
-                ('completion_tokens', models.BigIntegerField(default=0)),
-                ('reasoning_tokens', models.BigIntegerField(default=0)),
-                ('cost_usd', models.DecimalField(decimal_places=12, default=0, max_digits=24)),
-                ('cost_unknown_requests', models.PositiveIntegerField(default=0)),
-                ('latency_ms_sum', models.FloatField(default=0)),
-                ('latency_sketch', models.JSONField(default=dict)),
-                ('ttft_sketch', models.JSONField(default=dict)),
-                ('overhead_sketch', models.JSONField(default=dict)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('api_key', models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='accounts.apikey')),
-                ('user', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "granularity",
+                    models.CharField(
+                        choices=[("minute", "Minute"), ("hour", "Hour"), ("day", "Day")], max_length=6
+                    ),
+                ),
+                ("bucket_start", models.DateTimeField()),
+                ("model", models.CharField(blank=True, max_length=200)),
+                ("provider", models.CharField(blank=True, max_length=50)),
+                ("task_type", models.CharField(blank=True, max_length=32)),
+                ("requests", models.PositiveIntegerField(default=0)),
+                ("stream_requests", models.PositiveIntegerField(default=0)),
+                (
+                    "errors_client",
+                    models.PositiveIntegerField(default=0, help_text="4xx other than 429 and 499."),
+                ),
+                ("errors_rate_limit", models.PositiveIntegerField(default=0, help_text="429.")),
+                ("errors_server", models.PositiveIntegerField(default=0, help_text="5xx.")),
+                (
+                    "errors_cancelled",
+                    models.PositiveIntegerField(default=0, help_text="499: the client went away."),
+                ),
+                ("prompt_tokens", models.BigIntegerField(default=0)),
+                ("cached_tokens", models.BigIntegerField(default=0)),
+                ("cache_write_tokens", models.BigIntegerField(default=0)),
+                ("completion_tokens", models.BigIntegerField(default=0)),
+                ("reasoning_tokens", models.BigIntegerField(default=0)),
+                ("cost_usd", models.DecimalField(decimal_places=12, default=0, max_digits=24)),
+                ("cost_unknown_requests", models.PositiveIntegerField(default=0)),
+                ("latency_ms_sum", models.FloatField(default=0)),
+                ("latency_sketch", models.JSONField(default=dict)),
+                ("ttft_sketch", models.JSONField(default=dict)),
+                ("overhead_sketch", models.JSONField(default=dict)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True,
+                        db_index=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="accounts.apikey",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['user', 'granularity', 'bucket_start'], name='rollup_user_bucket'), models.Index(fields=['granularity', 'bucket_start'], name='rollup_bucket')],
+                "indexes": [
+                    models.Index(fields=["user", "granularity", "bucket_start"], name="rollup_user_bucket"),
+                    models.Index(fields=["granularity", "bucket_start"], name="rollup_bucket"),
+                ],
             },
         ),
     ]
