@@ -26,11 +26,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 
-from analytics import selectors, sketch
-from analytics.models import RequestLog
+from analytics import selectors, shadow, sketch
+from analytics.models import Recommendation, RequestLog, ShadowEvaluation
+from analytics.recommendations import selectors as recommendation_selectors
+from analytics.recommendations import services as recommendation_services
+from analytics.recommendations.services import RecommendationStateError
 from analytics.selectors import DAY, HOUR, MINUTE, Bucket, Performance, RequestFilters, Totals
 from gateway.errors import InvalidRequest
-from gateway.views import GatewayView, json_response
+from gateway.views import GatewayView, json_response, read_json_body
 
 MAX_TIME = 32_503_680_000  # 3000-01-01: keeps all date arithmetic in range
 _WIDTHS = {"1m": MINUTE, "1h": HOUR, "1d": DAY}
@@ -919,3 +922,341 @@ class CostsCsvView(GatewayView):
                     result["amount_usd"],
                     "usd",
                 ]
+
+
+# --- recommendations -------------------------------------------------------------------------------------
+
+
+def _unix(moment) -> int | None:
+    return None if moment is None else int(moment.timestamp())
+
+
+class RoutingRuleSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    api_key_id = serializers.CharField()
+    from_model = serializers.CharField()
+    task_type = serializers.CharField(help_text="Blank: every task type.")
+    to_model = serializers.CharField()
+    is_active = serializers.BooleanField()
+    created_at = serializers.IntegerField(help_text="Unix seconds.")
+    disabled_at = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        ref_name = "RoutingRule"
+
+
+class ShadowEvaluationSerializer(serializers.Serializer):
+    object = serializers.CharField()
+    id = serializers.CharField()
+    recommendation_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=ShadowEvaluation.Status.choices)
+    sample_size = serializers.IntegerField()
+    budget_usd = serializers.CharField()
+    spent_usd = serializers.CharField()
+    stopped_by_budget = serializers.BooleanField(help_text="The budget ran out before the sample did.")
+    method = serializers.CharField(help_text="exact, fieldwise or judge.")
+    judge_model = serializers.CharField(allow_null=True)
+    compared = serializers.IntegerField()
+    agreed = serializers.IntegerField()
+    agreement = serializers.FloatField(allow_null=True)
+    ci_low = serializers.FloatField(allow_null=True, help_text="95 % Wilson interval of the agreement.")
+    ci_high = serializers.FloatField(allow_null=True)
+    field_agreement = serializers.DictField(child=serializers.FloatField())
+    examples = serializers.ListField(child=serializers.DictField(), help_text="Side-by-side answers.")
+    error = serializers.CharField(allow_null=True)
+    created_at = serializers.IntegerField()
+    finished_at = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        ref_name = "ShadowEvaluation"
+
+
+class RecommendationSerializer(serializers.Serializer):
+    object = serializers.CharField()
+    id = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Recommendation.Kind.choices)
+    title = serializers.CharField()
+    detail = serializers.CharField()
+    estimated_monthly_savings_usd = serializers.CharField(help_text="USD per 30 days, a decimal string.")
+    savings_arithmetic = serializers.CharField()
+    confidence = serializers.FloatField(help_text="0 to 1, from the sample size and its stability.")
+    evidence = serializers.DictField()
+    scope = serializers.DictField()
+    suggested_model = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=Recommendation.Status.choices)
+    created_at = serializers.IntegerField()
+    updated_at = serializers.IntegerField()
+    applied_at = serializers.IntegerField(allow_null=True)
+    evaluation = ShadowEvaluationSerializer(allow_null=True, help_text="The latest shadow evaluation.")
+    realised_savings_usd = serializers.CharField(
+        allow_null=True, help_text="Since applying: cost at the original model − what was paid."
+    )
+    routing_rules = RoutingRuleSerializer(many=True)
+
+    class Meta:
+        ref_name = "Recommendation"
+
+
+def evaluation_object(evaluation: ShadowEvaluation | None) -> dict | None:
+    if evaluation is None:
+        return None
+    return {
+        "object": "recommendation.evaluation",
+        "id": str(evaluation.id),
+        "recommendation_id": str(evaluation.recommendation_id),
+        "status": evaluation.status,
+        "sample_size": evaluation.sample_size,
+        "budget_usd": f"{Decimal(evaluation.budget_usd):.4f}",
+        "spent_usd": f"{Decimal(evaluation.spent_usd):.6f}",
+        "stopped_by_budget": evaluation.compared < evaluation.sample_size
+        and evaluation.spent_usd >= evaluation.budget_usd,
+        "method": evaluation.method,
+        "judge_model": evaluation.judge_model or None,
+        "compared": evaluation.compared,
+        "agreed": evaluation.agreed,
+        "agreement": evaluation.agreement,
+        "ci_low": evaluation.ci_low,
+        "ci_high": evaluation.ci_high,
+        "field_agreement": evaluation.field_agreement,
+        "examples": evaluation.examples,
+        "error": evaluation.error or None,
+        "created_at": _unix(evaluation.created_at),
+        "finished_at": _unix(evaluation.finished_at),
+    }
+
+
+def recommendation_object(rec: Recommendation) -> dict:
+    return {
+        "object": "recommendation",
+        "id": str(rec.id),
+        "kind": rec.kind,
+        "title": rec.title,
+        "detail": rec.detail,
+        "estimated_monthly_savings_usd": str(rec.estimated_monthly_savings_usd),
+        "savings_arithmetic": rec.savings_arithmetic,
+        "confidence": rec.confidence,
+        "evidence": rec.evidence,
+        "scope": rec.scope,
+        "suggested_model": rec.suggested_model or None,
+        "status": rec.status,
+        "created_at": _unix(rec.created_at),
+        "updated_at": _unix(rec.updated_at),
+        "applied_at": _unix(rec.applied_at),
+        "evaluation": evaluation_object(recommendation_selectors.latest_evaluation(rec)),
+        "realised_savings_usd": None if rec.realised_savings_usd is None else str(rec.realised_savings_usd),
+        "routing_rules": [
+            {
+                "id": rule.id,
+                "api_key_id": str(rule.api_key_id),
+                "from_model": rule.from_model,
+                "task_type": rule.task_type,
+                "to_model": rule.to_model,
+                "is_active": rule.is_active,
+                "created_at": _unix(rule.created_at),
+                "disabled_at": _unix(rule.disabled_at),
+            }
+            for rule in rec.routing_rules.all()
+        ],
+    }
+
+
+NOT_FOUND = {404: OpenApiResponse(ErrorSerializer, description="No such recommendation of yours.")}
+
+
+def _recommendation(request, recommendation_id: str) -> Recommendation:
+    rec = recommendation_selectors.recommendation_get(
+        user_id=request.user.user_id, recommendation_id=recommendation_id
+    )
+    if rec is None:
+        raise InvalidRequest(
+            f"No recommendation found with id '{recommendation_id}'.",
+            status=404,
+            code="recommendation_not_found",
+            param="recommendation_id",
+        )
+    return rec
+
+
+def _state_error(exc: RecommendationStateError) -> InvalidRequest:
+    status = 409 if exc.code == "recommendation_not_applied" else 400
+    return InvalidRequest(str(exc), status=status, code=exc.code)
+
+
+class RecommendationListView(GatewayView):
+    """The caller's recommendations, largest estimated monthly savings first."""
+
+    endpoint = "recommendations.list"
+
+    class InputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Recommendation.Status.choices, required=False)
+
+        class Meta:
+            ref_name = "RecommendationListQuery"
+
+    class OutputSerializer(serializers.Serializer):
+        object = serializers.CharField()
+        data = RecommendationSerializer(many=True)
+
+        class Meta:
+            ref_name = "RecommendationList"
+
+    @extend_schema(
+        operation_id="listRecommendations",
+        summary="Ways to spend less, with their savings and evidence",
+        parameters=[InputSerializer],
+        responses={200: OutputSerializer, **ERRORS},
+    )
+    def get(self, request):
+        data = validated(self.InputSerializer, request)
+        rows = recommendation_selectors.recommendation_list(
+            user_id=request.user.user_id, status=data.get("status")
+        )
+        body = {"object": "list", "data": [recommendation_object(rec) for rec in rows]}
+        return json_response(self.OutputSerializer(body).data)
+
+
+class _RecommendationAction(GatewayView):
+    """POST /v1/recommendations/{id}/<action>: the recommendation after the action."""
+
+    OutputSerializer = RecommendationSerializer
+
+    def act(self, rec: Recommendation) -> Recommendation:
+        raise NotImplementedError
+
+    def post(self, request, recommendation_id: str):
+        rec = _recommendation(request, recommendation_id)
+        try:
+            self.act(rec)
+        except RecommendationStateError as exc:
+            raise _state_error(exc) from None
+        rec = _recommendation(request, recommendation_id)
+        return json_response(self.OutputSerializer(recommendation_object(rec)).data)
+
+
+_ACTION_ERRORS = {401: ERRORS[401], **NOT_FOUND}
+
+
+class RecommendationDismissView(_RecommendationAction):
+    """Dismiss a recommendation (an applied one is undone first). It stays dismissed until its savings
+    grow by more than half."""
+
+    endpoint = "recommendations.dismiss"
+
+    def act(self, rec: Recommendation) -> Recommendation:
+        return recommendation_services.recommendation_dismiss(recommendation=rec)
+
+    @extend_schema(
+        operation_id="dismissRecommendation",
+        summary="Dismiss a recommendation",
+        request=None,
+        responses={200: RecommendationSerializer, **_ACTION_ERRORS},
+    )
+    def post(self, request, recommendation_id: str):
+        return super().post(request, recommendation_id)
+
+
+class RecommendationApplyView(_RecommendationAction):
+    """Apply a cheaper_model or newer_snapshot recommendation: a routing rule on each key of its scope
+    sends the model's requests (of its task type) to the suggested model."""
+
+    endpoint = "recommendations.apply"
+
+    def act(self, rec: Recommendation) -> Recommendation:
+        return recommendation_services.recommendation_apply(recommendation=rec)
+
+    @extend_schema(
+        operation_id="applyRecommendation",
+        summary="Apply a model recommendation in one step (routing rules)",
+        request=None,
+        responses={
+            200: RecommendationSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="This kind cannot be applied by the gateway."),
+            **_ACTION_ERRORS,
+        },
+    )
+    def post(self, request, recommendation_id: str):
+        return super().post(request, recommendation_id)
+
+
+class RecommendationUndoView(_RecommendationAction):
+    """Undo an applied recommendation: its routing rules are deactivated and it is new again."""
+
+    endpoint = "recommendations.undo"
+
+    def act(self, rec: Recommendation) -> Recommendation:
+        return recommendation_services.recommendation_undo(recommendation=rec)
+
+    @extend_schema(
+        operation_id="undoRecommendation",
+        summary="Undo an applied recommendation",
+        request=None,
+        responses={
+            200: RecommendationSerializer,
+            409: OpenApiResponse(ErrorSerializer, description="The recommendation is not applied."),
+            **_ACTION_ERRORS,
+        },
+    )
+    def post(self, request, recommendation_id: str):
+        return super().post(request, recommendation_id)
+
+
+def _json_body(request) -> dict:
+    raw = request._request.body
+    data = read_json_body(request._request) if raw.strip() else {}
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.", code="invalid_json")
+    return data
+
+
+class RecommendationEvaluateView(GatewayView):
+    """Start a shadow evaluation: a sample of the recommendation's stored requests replayed on the suggested
+    model and compared with the original answers. Answers 202 with the queued evaluation."""
+
+    endpoint = "recommendations.evaluate"
+
+    class InputSerializer(serializers.Serializer):
+        sample_size = serializers.IntegerField(
+            min_value=1,
+            max_value=shadow.MAX_SAMPLE_SIZE,
+            required=False,
+            help_text="Requests to replay (50).",
+        )
+        budget_usd = serializers.DecimalField(
+            max_digits=10,
+            decimal_places=4,
+            min_value=Decimal("0.0001"),
+            max_value=shadow.MAX_BUDGET_USD,
+            required=False,
+            help_text="Spend at most this much on the replays and the judge (default 1.00).",
+        )
+
+        class Meta:
+            ref_name = "EvaluateRecommendationRequest"
+
+    OutputSerializer = ShadowEvaluationSerializer
+
+    @extend_schema(
+        operation_id="evaluateRecommendation",
+        summary="Shadow-evaluate a model recommendation on your own traffic",
+        request={"application/json": InputSerializer},
+        responses={
+            202: OutputSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="An invalid parameter, or not a model advice."),
+            **_ACTION_ERRORS,
+        },
+    )
+    def post(self, request, recommendation_id: str):
+        rec = _recommendation(request, recommendation_id)
+        serializer = self.InputSerializer(data=_json_body(request))
+        if not serializer.is_valid():
+            param, detail = next(iter(serializer.errors.items()))
+            raise InvalidRequest(f"Invalid value for '{param}': {detail[0]}", param=param)
+        try:
+            evaluation = shadow.shadow_evaluation_create(
+                recommendation=rec,
+                sample_size=serializer.validated_data.get("sample_size"),
+                budget_usd=serializer.validated_data.get("budget_usd"),
+            )
+        except RecommendationStateError as exc:
+            raise _state_error(exc) from None
+        return json_response(self.OutputSerializer(evaluation_object(evaluation)).data, status=202)

@@ -15,5 +15,26 @@ urlpatterns = [
     path("requests.csv", api.RequestCsvView.as_view(), name="requests-csv"),
     path("requests/<str:request_id>", api.RequestDetailView.as_view(), name="request-detail"),
     path("analytics/performance", api.PerformanceView.as_view(), name="performance"),
+    path("recommendations", api.RecommendationListView.as_view(), name="recommendations"),
+    path(
+        "recommendations/<str:recommendation_id>/dismiss",
+        api.RecommendationDismissView.as_view(),
+        name="recommendation-dismiss",
+    ),
+    path(
+        "recommendations/<str:recommendation_id>/apply",
+        api.RecommendationApplyView.as_view(),
+        name="recommendation-apply",
+    ),
+    path(
+        "recommendations/<str:recommendation_id>/undo",
+        api.RecommendationUndoView.as_view(),
+        name="recommendation-undo",
+    ),
+    path(
+        "recommendations/<str:recommendation_id>/evaluate",
+        api.RecommendationEvaluateView.as_view(),
+        name="recommendation-evaluate",
+    ),
     path("openapi.json", OpenApiSchemaView.as_view(), name="openapi-schema"),
 ]
