@@ -24,6 +24,25 @@ class UserAdmin(BaseUserAdmin):
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
     readonly_fields = ["created_at", "last_login"]
+    actions = ["activate", "deactivate", "make_staff", "remove_staff"]
+
+    @admin.action(description="Activate the selected users")
+    def activate(self, request, queryset):
+        self.message_user(request, f"Activated {queryset.update(is_active=True)} user(s).")
+
+    @admin.action(description="Deactivate the selected users (their keys stop working)")
+    def deactivate(self, request, queryset):
+        count = queryset.exclude(pk=request.user.pk).update(is_active=False)
+        self.message_user(request, f"Deactivated {count} user(s).")
+
+    @admin.action(description="Give the selected users staff access")
+    def make_staff(self, request, queryset):
+        self.message_user(request, f"{queryset.update(is_staff=True)} user(s) are now staff.")
+
+    @admin.action(description="Remove staff access from the selected users")
+    def remove_staff(self, request, queryset):
+        count = queryset.exclude(pk=request.user.pk).update(is_staff=False)
+        self.message_user(request, f"{count} user(s) are no longer staff.")
 
 
 @admin.register(ApiKey)
@@ -37,6 +56,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "created_at",
         "last_used_at",
         "revoked_at",
+        "expires_at",
     ]
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "name", "user__email"]
@@ -57,6 +77,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "monthly_budget_usd",
         "allowed_models",
         "fallbacks",
+        "cache_ttl_seconds",
+        "store_bodies",
     ]
     actions = ["revoke"]
 

@@ -72,6 +72,16 @@ class ApiKey(LimitFields):
         default=list, blank=True, help_text="Models tried in order when the requested one fails."
     )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="The key stops working then.")
+    cache_ttl_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Answer identical requests from the response cache for this long; blank: off.",
+    )
+    store_bodies = models.BooleanField(
+        default=False,
+        help_text="Keep this key's request and response bodies on the log (redacted), as "
+        "STORE_REQUEST_BODIES does for every key: a shadow evaluation replays them.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

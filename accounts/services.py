@@ -82,3 +82,61 @@ def budget_alert_send(*, key_id: str, period: str, threshold: int) -> bool:
         recipient_list=[api_key.user.email],
     )
     return True
+
+
+# --- The web dashboard ------------------------------------------------------------------------------------
+
+KEY_EDITABLE_FIELDS = (
+    "name",
+    "rpm",
+    "tpm",
+    "max_parallel",
+    "monthly_budget_usd",
+    "allowed_models",
+    "fallbacks",
+    "expires_at",
+    "cache_ttl_seconds",
+    "store_bodies",
+)
+USER_POLICY_FIELDS = ("rpm", "tpm", "max_parallel", "monthly_budget_usd", "allowed_models")
+
+
+def user_sign_up(*, email: str, password: str) -> User:
+    """A new dashboard user (the form has validated the email and the password)."""
+    return User.objects.create_user(email=email, password=password)
+
+
+def user_policies_update(*, user: User, **policy) -> User:
+    """Set the user's default key policies (a key inherits each one it leaves blank)."""
+    unknown = set(policy) - set(USER_POLICY_FIELDS)
+    if unknown:
+        raise TypeError(f"Not a user policy: {', '.join(sorted(unknown))}")
+    for name, value in policy.items():
+        setattr(user, name, value)
+    user.save(update_fields=list(policy))
+    return user
+
+
+def api_key_update(*, api_key: ApiKey, **fields) -> ApiKey:
+    """Change a key's name, limits, budget, allowed models, fallbacks or expiry.
+
+    The gateway sees the change within API_KEY_CACHE_SECONDS."""
+    unknown = set(fields) - set(KEY_EDITABLE_FIELDS)
+    if unknown:
+        raise TypeError(f"Not an editable key field: {', '.join(sorted(unknown))}")
+    for name, value in fields.items():
+        setattr(api_key, name, value)
+    api_key.save(update_fields=list(fields))
+    return api_key
+
+
+@transaction.atomic
+def api_key_revoke_owned(*, user: User, key_id) -> ApiKey:
+    """Revoke one of `user`'s keys by id; another user's key is ApiKeyNotFound, like an unknown one."""
+    api_key = ApiKey.objects.select_for_update().filter(id=key_id, user=user).first()
+    if api_key is None:
+        raise ApiKeyNotFound("No API key of yours has that id.")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key

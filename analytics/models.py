@@ -52,6 +52,16 @@ class RequestLog(models.Model):
     )
     cost_unknown = models.BooleanField(default=False)
     pricing = models.JSONField(null=True, blank=True, help_text="The USD-per-1M-token prices used.")
+    cache_hit = models.BooleanField(
+        default=False, help_text="Answered from the response cache: cost 0, tokens are the cached answer's."
+    )
+    cost_saved_usd = models.DecimalField(
+        max_digits=24,
+        decimal_places=12,
+        null=True,
+        blank=True,
+        help_text="On a cache hit: what the answer would have cost at the catalogue price.",
+    )
 
     latency_ms = models.FloatField(default=0)
     ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to the first streamed token.")
@@ -70,6 +80,23 @@ class RequestLog(models.Model):
     request_body = models.JSONField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
 
+    # Fingerprints of the request, computed by the log writer (analytics.hashing), for the recommendations;
+    # blank when the request had no body to read (or no system prompt, or no long prefix).
+    request_hash = models.CharField(
+        max_length=64, blank=True, default="", help_text="SHA-256 of the request minus stream and user."
+    )
+    prefix_hash = models.CharField(
+        max_length=64, blank=True, default="", help_text="SHA-256 of a prompt prefix of ≥ 1,024 tokens."
+    )
+    prefix_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Estimated (chars / 4).")
+    system_hash = models.CharField(
+        max_length=64, blank=True, default="", help_text="SHA-256 of the system / developer prompt."
+    )
+    system_tokens = models.PositiveIntegerField(null=True, blank=True, help_text="Estimated (chars / 4).")
+    routing_rule_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The gateway.RoutingRule that sent it to another model."
+    )
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -77,6 +104,14 @@ class RequestLog(models.Model):
             models.Index(fields=["user", "-created_at"], name="requestlog_user_created"),
             # Per-key views and limits.
             models.Index(fields=["api_key", "-created_at"], name="requestlog_key_created"),
+            # Identical requests (the response-cache recommendation; a response cache's lookups).
+            models.Index(fields=["request_hash"], name="requestlog_request_hash"),
+            # Realised savings of an applied recommendation: the rows its routing rules routed.
+            models.Index(
+                fields=["routing_rule_id", "created_at"],
+                name="requestlog_rule_created",
+                condition=models.Q(routing_rule_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -225,6 +260,9 @@ class ShadowEvaluation(models.Model):
     ci_low = models.FloatField(null=True, blank=True, help_text="95 % Wilson interval of the agreement.")
     ci_high = models.FloatField(null=True, blank=True)
     examples = models.JSONField(default=list, help_text="A few side-by-side answers.")
+    field_agreement = models.JSONField(
+        default=dict, blank=True, help_text="Field-wise comparisons: JSON field → share of answers agreeing."
+    )
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import ApiKey
 from analytics.classify import classify
+from analytics.hashing import request_signals
 from analytics.log_writer import LogWriter
 from analytics.models import RequestLog
 from analytics.pricing import cost_usd
@@ -36,7 +37,10 @@ def request_log_record(row: dict) -> None:
 
 def _classify(row: dict) -> None:
     body = row.pop("_classify", None)
-    if body is not None and not row.get("task_type"):
+    if body is None:
+        return
+    row.update(request_signals(body))  # request_hash, prefix_hash ...: fingerprints for the recommendations
+    if not row.get("task_type"):
         row["task_type"] = classify(body, completion_tokens=row.get("completion_tokens"))
 
 
@@ -52,6 +56,8 @@ def _fields(row: dict) -> dict:
         cost = Decimal(0)  # nothing billed, whatever the price
     else:
         cost = cost_usd(fields.get("pricing"), **tokens)
+    if fields.get("cache_hit"):  # answered from the response cache: free, and it saved what it would cost
+        fields["cost_saved_usd"], cost = cost, Decimal(0)
     fields["cost_usd"] = cost
     fields["cost_unknown"] = cost is None
     for name in ("request_body", "response_body"):
@@ -66,6 +72,16 @@ def _build(row: dict) -> RequestLog:
 
 def request_log_write_batch(rows: list[dict]) -> None:
     """Insert rows (a replayed row is skipped, not doubled) and touch the keys' last_used_at."""
+    try:
+        _write_batch(rows)
+    except DatabaseError:
+        # The writer's connection may have died with the database (a restart): the next batch reconnects.
+        if not connection.in_atomic_block:
+            connection.close()
+        raise
+
+
+def _write_batch(rows: list[dict]) -> None:
     for row in rows:
         _classify(row)  # before anything can fail: a spooled row keeps its task type, not the request
     if connection.vendor == "postgresql" and _copy([_fields(row) for row in rows]):

@@ -7,12 +7,14 @@ working on every process within that time, and a busy key costs one indexed quer
 from __future__ import annotations
 
 import hmac
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 
@@ -20,9 +22,11 @@ from accounts import keys
 from accounts.models import ApiKey
 from gateway.db import released
 from gateway.errors import InvalidApiKey
+from gateway.models import RoutingRule
 from gateway.policies import POLICY_FIELDS, Policy, merge
 
 _MAX_ENTRIES = 50_000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,10 @@ class KeyPrincipal:
     fallbacks: tuple[str, ...] = ()
     policy: Policy = field(default_factory=Policy)
     expires_at: datetime | None = None
+    cache_ttl_seconds: int | None = None  # the response cache's TTL for this key; None: off
+    store_bodies: bool = False  # keep this key's bodies on the log (metering), for shadow evaluations
+    # The key's active RoutingRules as (from_model, task_type, to_model, rule_id) (gateway.rules).
+    routing_rules: tuple[tuple[str, str, str, int], ...] = ()
 
     @property
     def is_authenticated(self) -> bool:
@@ -61,6 +69,13 @@ class KeyCache:
         try:
             with released():
                 principal = _load(digest)
+        except DatabaseError:
+            # The database is unreachable (a restart, a failover): a key seen lately keeps working for up
+            # to API_KEY_STALE_SECONDS — revocation cannot be checked now anyway; an unknown key cannot.
+            if hit is not None and now - hit[0] < settings.API_KEY_STALE_SECONDS:
+                log.warning("Database unreachable: serving key %s… from the cache", hit[1] and hit[1].prefix)
+                return hit[1]
+            raise
         finally:
             self._refreshing.discard(digest)
         if len(self._entries) >= _MAX_ENTRIES:
@@ -78,7 +93,18 @@ _USER_POLICY = tuple(f"user__{name}" for name in POLICY_FIELDS)
 def _load(digest: str) -> KeyPrincipal | None:
     row = (
         ApiKey.objects.filter(digest=digest, revoked_at__isnull=True, user__is_active=True)
-        .values("id", "user_id", "prefix", "digest", "fallbacks", "expires_at", *POLICY_FIELDS, *_USER_POLICY)
+        .values(
+            "id",
+            "user_id",
+            "prefix",
+            "digest",
+            "fallbacks",
+            "expires_at",
+            "cache_ttl_seconds",
+            "store_bodies",
+            *POLICY_FIELDS,
+            *_USER_POLICY,
+        )
         .first()
     )
     if row is None or not hmac.compare_digest(row["digest"], digest):
@@ -90,6 +116,13 @@ def _load(digest: str) -> KeyPrincipal | None:
         fallbacks=tuple(str(m) for m in row["fallbacks"] or () if m),
         policy=merge(row, {name: row[f"user__{name}"] for name in POLICY_FIELDS}),
         expires_at=row["expires_at"],
+        cache_ttl_seconds=row["cache_ttl_seconds"],
+        store_bodies=row["store_bodies"],
+        routing_rules=tuple(
+            RoutingRule.objects.filter(api_key_id=row["id"], is_active=True)
+            .order_by("-created_at", "-id")
+            .values_list("from_model", "task_type", "to_model", "id")
+        ),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import orjson
+from django.db import DatabaseError
 from django.http import HttpResponse
 from rest_framework import exceptions as drf
 
@@ -118,6 +119,14 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
         return InvalidRequest(str(exc.detail), status=404, code="not_found")
     if isinstance(exc, drf.APIException):
         return InvalidRequest(str(exc.detail), status=exc.status_code, code=exc.default_code)
+    if isinstance(exc, DatabaseError):
+        log.error("Database unavailable while serving an API request: %s", exc)
+        return GatewayError(
+            "The service is briefly unavailable; please retry.",
+            status=503,
+            code="service_unavailable",
+            headers={"retry-after": "1"},
+        )
     log.exception("Unhandled error while serving an API request", exc_info=exc)
     return GatewayError("The server had an error while processing your request.", type="server_error")
 

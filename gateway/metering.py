@@ -20,6 +20,7 @@ from gateway.limits import Admission, settle_limits
 from gateway.usage import Usage
 
 if TYPE_CHECKING:
+    from gateway.response_cache import CacheSlot
     from gateway.routing import Route
     from gateway.validation import ChatRequest
 
@@ -45,7 +46,10 @@ class Call:
         self.response_body: Any = None
         self.attempts: list[dict[str, Any]] = []
         self.fallback_used = False
+        self.routing_rule_id: int | None = None  # the key's RoutingRule that picked the model (gateway.rules)
         self.admission: Admission | None = None  # what the request took from its key's limits
+        self.cache: CacheSlot | None = None  # where its answer is cached, when the response cache is on
+        self.cache_hit = False  # answered from the response cache
         self.tags: list[str] | None = _tags(request.META.get("HTTP_X_NEUROMETRIC_TAGS"))
         self.task_hint: str | None = request.META.get("HTTP_X_NEUROMETRIC_TASK")
         self.finished = False
@@ -113,9 +117,15 @@ class Call:
             "attempts": self.attempts if len(self.attempts) > 1 else None,
             "fallback_used": self.fallback_used,
         }
-        if not row["task_type"] and self.chat is not None:
-            row["_classify"] = self.chat.body  # classified by the log writer, off the response path
-        if settings.STORE_REQUEST_BODIES:
+        if self.cache_hit:  # free; the log writer prices what it saved (analytics/services.py)
+            row.update(provider="cache", cache_hit=True)
+        if self.routing_rule_id is not None:
+            row["routing_rule_id"] = self.routing_rule_id
+        if self.chat is not None:
+            # classified (unless the client named the task) and fingerprinted by the log writer, off the
+            # response path
+            row["_classify"] = self.chat.body
+        if settings.STORE_REQUEST_BODIES or self.principal.store_bodies:
             row["request_body"] = body or None
             row["response_body"] = self.response_body
         request_log_record(row)

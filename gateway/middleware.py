@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+from django.contrib.messages.middleware import MessageMiddleware
 from django.http import HttpRequest, HttpResponse
 
 from gateway.errors import GatewayError, InvalidRequest, as_gateway_error, error_response
@@ -47,3 +48,12 @@ def _error_for_status(status: int) -> GatewayError:
     if status < 500:
         return InvalidRequest("The request could not be understood.", status=status)
     return GatewayError("The server had an error while processing your request.", status=status)
+
+
+class PageMessageMiddleware(MessageMiddleware):
+    """Django's flash messages, for the web pages only: API calls have no one to show them to, and
+    building the message storage (a signed-cookie reader) on every /v1 request costs the hot path."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        if not request.path.startswith(API_PREFIX):
+            super().process_request(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -70,3 +71,25 @@ class RoutingRule(models.Model):
     def __str__(self) -> str:
         task = f" ({self.task_type})" if self.task_type else ""
         return f"{self.from_model}{task} → {self.to_model}"
+
+
+class ResponseCacheEntry(models.Model):
+    """A cached answer, for the embedded default (with REDIS_URL, answers live in Redis): the completion
+    body a user got for a request, served again until `expires_at` (gateway/response_cache.py)."""
+
+    key = models.CharField(max_length=80, primary_key=True, help_text="User id and the request's SHA-256.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    body = models.BinaryField(help_text="The completion body, JSON, as the client got it.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # The purge deletes expired entries.
+            models.Index(fields=["expires_at"], name="responsecache_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key

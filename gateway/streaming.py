@@ -4,6 +4,8 @@ Whatever the provider, the client sees OpenAI's framing: `usage: null` on every 
 chunk with `choices: []` when it asked for `stream_options.include_usage`, no usage anywhere when it did not,
 `data: [DONE]` at the end, and an error event (then no [DONE]) if the provider fails after the first byte.
 The gateway always learns the usage: from the provider, or counted with tiktoken when none came.
+When the response cache is on for the request, the chunks are also assembled into the final completion,
+which is cached once the stream has ended with [DONE] (gateway/response_cache.py).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.metering import CLIENT_CLOSED, Call
+from gateway.response_cache import StreamAssembler
 from gateway.routing import Route
 from gateway.sse import DONE, encode
 from gateway.tokens import estimate_usage
@@ -47,6 +50,7 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
     texts: list[str] = []  # the answer's text, and the tool calls' (for counting when no usage comes)
     tool_texts: list[str] = []
     status, error = CLIENT_CLOSED, None
+    assembler = StreamAssembler() if call.cache is not None else None  # only when the answer is cached
     try:
         for chunk in provider.translate_stream(provider.events(response, call.add_upstream_time), chat):
             usage = chunk.pop("usage", None)
@@ -58,6 +62,8 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
                     usage_chunk = chunk  # sent last, right before [DONE], when the client asked for it
                 continue
             last = chunk
+            if assembler is not None:
+                assembler.add(chunk)
             for choice in choices:
                 delta = choice.get("delta") or {}
                 content = delta.get("content")
@@ -86,6 +92,8 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
         if call.usage is None:  # ended early: count what the client received
             call.usage = _estimate(chat, route, texts, tool_texts)
         call.response_body = {"content": "".join(texts)} if texts else None
+        if status == 200 and assembler is not None:  # the whole answer was sent: cache it
+            call.cache.put(assembler.completion(reported or call.usage.to_openai()))
         call.finish(status, error)
 
 

@@ -7,6 +7,7 @@ leaves the log row through `analytics.services.request_log_record`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from rest_framework.views import APIView
 from gateway.catalog import get_catalog
 from gateway.errors import (
     BodyTooLarge,
+    GatewayError,
     InvalidRequest,
     ModelNotAllowed,
     ModelNotFound,
@@ -26,10 +28,13 @@ from gateway.errors import (
 )
 from gateway.limits import get_limiter
 from gateway.metering import Call
-from gateway.routing import complete, model_chain, open_stream
+from gateway.response_cache import ReplayStream, cache_slot, replay_chunks
+from gateway.routing import Route, complete, model_chain, open_stream, resolve
+from gateway.rules import apply_routing_rules
 from gateway.streaming import RelayStream
 from gateway.tokens import count_prompt, estimate_usage
-from gateway.validation import validate_chat_request
+from gateway.usage import Usage
+from gateway.validation import ChatRequest, validate_chat_request
 
 
 def json_response(data: Any, status: int = 200) -> HttpResponse:
@@ -111,7 +116,15 @@ class ChatCompletionsView(GatewayView):
         policy = principal.policy
         if not policy.allows_model(chat.model):
             raise ModelNotAllowed(chat.model)
+        call.cache = cache_slot(request.META, principal, chat)  # None: the response cache is off for it
+        if call.cache is not None and (cached := call.cache.get()) is not None:
+            return _cached_answer(call, chat, principal, cached)
+        rule = apply_routing_rules(principal, chat, task_hint=call.task_hint)
         chain = model_chain(chat, request.META.get("HTTP_X_NEUROMETRIC_FALLBACKS"), principal.fallbacks)
+        if rule is not None:  # an applied recommendation: the rule's model first, the requested one next
+            chain = [rule.to_model, *(model_id for model_id in chain if model_id != rule.to_model)]
+            call.routing_rule_id = rule.rule_id
+            call.task_hint = call.task_hint or rule.task_type or None  # the row shows the task it routed
         chain = [model_id for model_id in chain if policy.allows_model(model_id)]
         if policy.limits_traffic:
             tokens = count_prompt(chat.body["messages"], chat.model) if policy.tpm else 0
@@ -134,11 +147,16 @@ class ChatCompletionsView(GatewayView):
             call.served_model = str(body.get("model") or route.upstream_model)
             call.finish_reason = _first_finish_reason(body)
             call.response_body = body
+            data = orjson.dumps(body)
             response = AfterResponse(
-                orjson.dumps(body), content_type="application/json", then=lambda: call.finish(200)
+                data, content_type="application/json", then=lambda: _answered(call, data)
             )
         response["x-neurometric-model"] = route.requested_model
         response["x-neurometric-provider"] = route.provider.name
+        if rule is not None:
+            response["x-neurometric-rule"] = str(rule.rule_id)
+        if call.cache is not None:
+            response["x-neurometric-cache"] = "miss"  # stored once sent (a stream: once it ends whole)
         return response
 
 
@@ -183,3 +201,51 @@ def _answer_text(body: dict) -> str:
             function = tool_call.get("function") or {}
             pieces.append(f"{function.get('name', '')}{function.get('arguments', '')}")
     return "".join(pieces)
+
+
+def _answered(call: Call, data: bytes) -> None:
+    """After a 200 answer was sent: cache it when the response cache is on for the request, then log it."""
+    try:
+        if call.cache is not None:
+            call.cache.put(data)
+    finally:
+        call.finish(200)
+
+
+def _cached_answer(call: Call, chat: ChatRequest, principal, data: bytes) -> HttpResponse:
+    """A response-cache hit: no provider call, cost 0, the cached body as it was (or replayed as a stream).
+    It counts towards the key's requests per minute and parallel requests, not its tokens per minute or
+    monthly budget, since it costs nothing."""
+    hit_policy = replace(principal.policy, tpm=None, monthly_budget_usd=None)
+    if hit_policy.limits_traffic:
+        call.admission = get_limiter().admit(
+            key_id=str(principal.key_id), policy=hit_policy, request_id=call.request_id, tokens=0
+        )
+    body = orjson.loads(data)
+    call.cache_hit = True
+    call.route = _route_or_none(chat.model)  # for the catalogue price: what the hit saved
+    call.usage = Usage.from_openai(body.get("usage")) or estimate_usage(
+        chat.body["messages"], _answer_text(body), chat.model
+    )
+    call.served_model = str(body.get("model") or "")
+    call.finish_reason = _first_finish_reason(body)
+    call.response_body = body
+    if chat.stream:
+        usage = body.get("usage") or call.usage.to_openai()
+        chunks = replay_chunks(body, include_usage=chat.include_usage, usage=usage)
+        response = StreamingHttpResponse(ReplayStream(call, chunks), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+    else:
+        response = AfterResponse(data, content_type="application/json", then=lambda: call.finish(200))
+    response["x-neurometric-cache"] = "hit"
+    response["x-neurometric-model"] = chat.model
+    response["x-neurometric-provider"] = "cache"
+    return response
+
+
+def _route_or_none(model_id: str) -> Route | None:
+    try:
+        return resolve(model_id)
+    except GatewayError:
+        return None

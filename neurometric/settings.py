@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "accounts",
     "gateway",
     "analytics",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -55,7 +56,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "gateway.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -91,8 +92,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db["TEST"] = {"NAME": str(VAR_DIR / "test-neurometric.sqlite3")}
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     # psycopg's pool: greenlets borrow a connection for a query and give it back, so a gevent worker
-    # holding hundreds of requests needs only a handful of server connections.
+    # holding hundreds of requests needs only a handful of server connections. CONN_HEALTH_CHECKS makes the
+    # pool check each connection as it leaves, so connections broken by a database restart are replaced.
     _db["CONN_MAX_AGE"] = 0
+    _db["CONN_HEALTH_CHECKS"] = True
     _db.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
@@ -131,6 +134,15 @@ STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# plotly.js is served from the installed `plotly` package (dashboard/staticfiles.py), never from a CDN.
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    "dashboard.staticfiles.PlotlyFinder",
+]
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "dashboard:landing"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
@@ -175,6 +187,8 @@ UPSTREAM_READ_TIMEOUT = env.float("UPSTREAM_READ_TIMEOUT", default=600.0)
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=1000)
 # How long a process trusts what it learnt about an API key (revocation reaches every process within it).
 API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=1.0)
+# While the database cannot be reached, a key seen within this many seconds keeps working.
+API_KEY_STALE_SECONDS = env.float("API_KEY_STALE_SECONDS", default=300.0)
 # How often a process re-reads the catalogue overrides staff keep in the database.
 CATALOG_REFRESH_SECONDS = env.float("CATALOG_REFRESH_SECONDS", default=10.0)
 STORE_REQUEST_BODIES = env.bool("STORE_REQUEST_BODIES", default=False)
@@ -249,3 +263,15 @@ if ANALYTICS_RAW_WINDOW_MINUTES < 1:
 REQUEST_LOG_RETENTION_DAYS = env.int("REQUEST_LOG_RETENTION_DAYS", default=30)
 if REQUEST_LOG_RETENTION_DAYS < 1:
     raise ImproperlyConfigured("REQUEST_LOG_RETENTION_DAYS must be at least 1.")
+
+# The model that judges open-text answers in shadow evaluations (analytics/shadow.py).
+SHADOW_JUDGE_MODEL = env.str("SHADOW_JUDGE_MODEL", default="gpt-4o-mini")
+
+# --- Response cache (gateway/response_cache.py) ---------------------------------------------------------
+# Identical requests of a user are answered from the cache when its key has `cache_ttl_seconds` or the
+# request sends `x-neurometric-cache: true`. The TTL used when the header gives none and the key has none:
+RESPONSE_CACHE_DEFAULT_TTL_SECONDS = env.int("RESPONSE_CACHE_DEFAULT_TTL_SECONDS", default=3600)
+# No answer is kept longer than this, whatever the key or the x-neurometric-cache-ttl header asks.
+RESPONSE_CACHE_MAX_TTL_SECONDS = env.int("RESPONSE_CACHE_MAX_TTL_SECONDS", default=86400)
+if RESPONSE_CACHE_DEFAULT_TTL_SECONDS < 1 or RESPONSE_CACHE_MAX_TTL_SECONDS < 1:
+    raise ImproperlyConfigured("RESPONSE_CACHE_*_TTL_SECONDS must be at least 1.")

@@ -14,4 +14,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("v1/", include("gateway.urls")),
     path("admin/", admin.site.urls),
+    path("", include("accounts.urls")),
+    path("", include("dashboard.urls")),
 ]

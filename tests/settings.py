@@ -15,3 +15,7 @@ API_KEY_CACHE_SECONDS = 0.0
 # One SQLite test database per test process, so that concurrent runs never share a file.
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-neurometric-{os.getpid()}.sqlite3")}  # noqa: F405
+
+# Celery tasks run in the test process even when REDIS_URL points the broker at Redis.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True

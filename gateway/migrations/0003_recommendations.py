@@ -6,29 +6,52 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_key_policies'),
-        ('analytics', '0004_recommendations'),
-        ('gateway', '0002_limit_state'),
+        ("accounts", "0003_key_policies"),
+        ("analytics", "0004_recommendations"),
+        ("gateway", "0002_limit_state"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RoutingRule',
+            name="RoutingRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('from_model', models.CharField(max_length=200)),
-                ('task_type', models.CharField(blank=True, help_text='Blank: every task type.', max_length=32)),
-                ('to_model', models.CharField(max_length=200)),
-                ('is_active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('disabled_at', models.DateTimeField(blank=True, null=True)),
-                ('api_key', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='routing_rules', to='accounts.apikey')),
-                ('recommendation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='routing_rules', to='analytics.recommendation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("from_model", models.CharField(max_length=200)),
+                (
+                    "task_type",
+                    models.CharField(blank=True, help_text="Blank: every task type.", max_length=32),
+                ),
+                ("to_model", models.CharField(max_length=200)),
+                ("is_active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("disabled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="routing_rules",
+                        to="accounts.apikey",
+                    ),
+                ),
+                (
+                    "recommendation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="routing_rules",
+                        to="analytics.recommendation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
     ]

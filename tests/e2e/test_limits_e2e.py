@@ -154,7 +154,7 @@ def test_sdk_retries_a_rate_limit_as_its_rules_say_then_raises(transactional_db,
             "url": f"{url}/v1/chat/completions",
             "timeout": 30,
             "headers": {"Authorization": f"Bearer {key}"},
-            "json": {"model": "gpt-4o", "messages": [{"role": "user", "content": "!slow 4000"}]},
+            "json": {"model": "gpt-4o", "messages": [{"role": "user", "content": "!slow 10000"}]},
         },
     )
     holder.start()

@@ -1,4 +1,4 @@
-"""docker-compose.yml cannot run here (no Docker engine): keep it honest by checking it against the Procfile."""
+"""docker-compose.yml cannot run here (no Docker engine): a test keeps it honest against the Procfile."""
 
 from __future__ import annotations
 
