@@ -63,6 +63,7 @@ def layout(**overrides) -> dict:
             "tickfont": {"color": MUTED},
             "zeroline": False,
             "rangemode": "tozero",
+            "automargin": True,  # long tick labels ($0.000050) widen the margin instead of being cut
         },
     }
     for key, value in overrides.items():
@@ -76,7 +77,7 @@ def layout(**overrides) -> dict:
 def money_axis(values) -> dict:
     """Enough decimals for the largest amount shown: $1,234.00, $0.0123, $0.000045."""
     largest = max((abs(float(v)) for v in values if v), default=0)
-    digits = ",.2f" if largest >= 1 else ".4f" if largest >= 0.01 else ".6f"
+    digits = ",.2f" if largest >= 1 else ".4~f" if largest >= 0.01 else ".6~f"
     return {"tickprefix": "$", "tickformat": digits}
 
 
