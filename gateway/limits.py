@@ -35,6 +35,7 @@ from django.db import connection, transaction
 from django.db.models import Sum
 
 from gateway.db import released
+from gateway.durations import format_duration
 from gateway.errors import GatewayError
 from gateway.policies import Policy
 
@@ -67,18 +68,6 @@ def period(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m")
 
 
-def format_reset(seconds: float) -> str:
-    """OpenAI's duration format: 20ms, 1s, 6m0s, 1h2m3s."""
-    if seconds < 1:
-        return f"{max(math.ceil(seconds * 1000), 0)}ms"
-    total = math.ceil(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
-
-
 def _headers(policy: Policy, requests_left: float, tokens_left: float) -> dict[str, str]:
     headers = {}
     if policy.rpm:
@@ -86,7 +75,7 @@ def _headers(policy: Policy, requests_left: float, tokens_left: float) -> dict[s
             {
                 "x-ratelimit-limit-requests": str(policy.rpm),
                 "x-ratelimit-remaining-requests": str(max(int(requests_left), 0)),
-                "x-ratelimit-reset-requests": format_reset((policy.rpm - requests_left) * 60 / policy.rpm),
+                "x-ratelimit-reset-requests": format_duration((policy.rpm - requests_left) * 60 / policy.rpm),
             }
         )
     if policy.tpm:
@@ -94,7 +83,7 @@ def _headers(policy: Policy, requests_left: float, tokens_left: float) -> dict[s
             {
                 "x-ratelimit-limit-tokens": str(policy.tpm),
                 "x-ratelimit-remaining-tokens": str(max(int(tokens_left), 0)),
-                "x-ratelimit-reset-tokens": format_reset((policy.tpm - tokens_left) * 60 / policy.tpm),
+                "x-ratelimit-reset-tokens": format_duration((policy.tpm - tokens_left) * 60 / policy.tpm),
             }
         )
     return headers
@@ -125,7 +114,8 @@ def _refused(verdict: str, policy: Policy, wait: float, headers: dict[str, str])
         )
     unit, limit = ("tokens", policy.tpm) if verdict == "tokens" else ("requests", policy.rpm)
     return RateLimited(
-        f"Rate limit reached on {unit} per minute: limit {limit}. Please try again in {format_reset(wait)}.",
+        f"Rate limit reached on {unit} per minute: limit {limit}. "
+        f"Please try again in {format_duration(wait)}.",
         type=unit,
         headers={**headers, **retry},
     )

@@ -25,7 +25,6 @@ stream always ends with a usage chunk (`choices: []`); the relay drops it when t
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from gateway.durations import format_duration
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from gateway.providers.base import Completion, Provider, Target, UpstreamRequest
 from gateway.sse import SSEEvent
@@ -648,20 +648,3 @@ def _reset_duration(value: str, now: datetime | None) -> str | None:
     if reset.tzinfo is None:
         reset = reset.replace(tzinfo=UTC)
     return format_duration((reset - (now or datetime.now(UTC))).total_seconds())
-
-
-def format_duration(seconds: float) -> str:
-    """A wait as OpenAI writes it: `0s`, `250ms`, `1s`, `6m0s`, `1h2m3s` (whole seconds rounded up)."""
-    if seconds <= 0:
-        return "0s"
-    milliseconds = math.ceil(seconds * 1000)
-    if milliseconds < 1000:
-        return f"{milliseconds}ms"
-    total = math.ceil(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes}m{secs}s"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"

@@ -919,7 +919,9 @@ def test_429_passes_retry_after_and_converts_rate_limit_headers(provider):
         "retry-after": "1",
         "anthropic-ratelimit-requests-limit": "50",
         "anthropic-ratelimit-requests-remaining": "0",
-        "anthropic-ratelimit-requests-reset": (now + timedelta(seconds=1)).isoformat().replace("+00:00", "Z"),
+        "anthropic-ratelimit-requests-reset": (now + timedelta(seconds=1.5))
+        .isoformat()
+        .replace("+00:00", "Z"),  # noqa: E501
         "anthropic-ratelimit-tokens-limit": "80000",
         "anthropic-ratelimit-tokens-remaining": "79000",
         "anthropic-ratelimit-tokens-reset": (now + timedelta(minutes=6)).isoformat(),
@@ -931,7 +933,7 @@ def test_429_passes_retry_after_and_converts_rate_limit_headers(provider):
         "retry-after": "1",
         "x-ratelimit-limit-requests": "50",
         "x-ratelimit-remaining-requests": "0",
-        "x-ratelimit-reset-requests": "1s",
+        "x-ratelimit-reset-requests": "2s",  # 1.5 s from now, rounded up
         "x-ratelimit-limit-tokens": "80000",
         "x-ratelimit-remaining-tokens": "79000",
         "x-ratelimit-reset-tokens": "6m0s",

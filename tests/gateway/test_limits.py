@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import ApiKey, BudgetAlert
 from analytics.models import RequestLog
-from gateway.limits import format_reset
+from gateway.durations import format_duration
 from tests.gateway.openai_fixtures import UPSTREAM, completion
 from tests.redis_util import fresh_redis_url
 
@@ -42,7 +42,7 @@ def _error(response) -> dict:
     "seconds, text", [(0.02, "20ms"), (1, "1s"), (59.2, "1m0s"), (360, "6m0s"), (3723, "1h2m3s")]
 )
 def test_reset_durations_use_openais_format(seconds, text):
-    assert format_reset(seconds) == text
+    assert format_duration(seconds) == text
 
 
 @responses.activate
