@@ -399,21 +399,22 @@ def test_a_worker_that_loses_the_claim_takes_the_next_range(ada, monkeypatch):
 
 
 def test_two_workers_rewriting_the_same_bucket_at_once_leave_it_single(transactional_db, monkeypatch):
-    """Under READ COMMITTED, two delete-then-insert transactions on one bucket would both insert."""
+    """Under READ COMMITTED, a second delete-then-insert that waited on the first's deleted rows would
+    skip the first's new rows and insert its own: the bucket would count twice."""
     user, _ = user_get_or_create(email="ada@example.com")
     at = day_start(1) + timedelta(hours=5)
     insert(log_row(user, at), log_row(user, at + timedelta(seconds=1), model="mistral-small"))
-    real_aggregate = rollups._aggregate
-    first_has_read = threading.Event()
+    rollups.rollup_buckets(granularity=MINUTE, starts=[at])  # rows to delete
+    real_insert = rollups._insert
+    first_has_deleted = threading.Event()
 
-    def slow_aggregate(*args):
-        rows = real_aggregate(*args)
+    def slow_insert(rows):
         if threading.current_thread().name == "first":
-            first_has_read.set()
+            first_has_deleted.set()
             time.sleep(0.5)  # the second worker arrives while this one holds the bucket
-        return rows
+        real_insert(rows)
 
-    monkeypatch.setattr(rollups, "_aggregate", slow_aggregate)
+    monkeypatch.setattr(rollups, "_insert", slow_insert)
     errors = []
 
     def work():
@@ -427,7 +428,7 @@ def test_two_workers_rewriting_the_same_bucket_at_once_leave_it_single(transacti
     first = threading.Thread(target=work, name="first")
     second = threading.Thread(target=work, name="second")
     first.start()
-    assert first_has_read.wait(10)
+    assert first_has_deleted.wait(10)
     second.start()
     first.join(20)
     second.join(20)
