@@ -10,7 +10,8 @@ import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", multiprocessing.cpu_count()))
-worker_class = "gevent"
+worker_class = os.environ.get("WEB_WORKER_CLASS", "gevent")
+threads = int(os.environ.get("WEB_THREADS", "1"))  # gthread only: threads per worker
 worker_connections = int(os.environ.get("WEB_WORKER_CONNECTIONS", "2000"))
 keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "120"))  # gevent: worker heartbeat, not a request limit

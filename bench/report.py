@@ -1,4 +1,4 @@
-"""The comparison table, the request-log check and the run's metadata."""
+"""The comparison table, memory, soak and request-log sections, and the run's metadata."""
 
 from __future__ import annotations
 
@@ -6,55 +6,262 @@ import os
 import time
 from pathlib import Path
 
+from bench.processes import IDLE_CORES
 from bench.scenarios import SCENARIOS
 
-_HEADER = f"{'scenario':<18}{'metric':<9}{'no gateway':<13}{'gateway':<11}overhead / ratio"
+SOAK_MAX_GROWTH_PCT = 5.0  # targets for the gateway's soak: memory growth over the run, total RSS
+SOAK_MAX_RSS_MB = 250.0
+LOG_CATCH_UP_TARGET_S = 10.0
+_UNITS = {"rps": "req/s", "completed": "completed"}
 
 
-def metric_value(result: dict, metric: str) -> float | None:
+def metric_value(result: dict | None, metric: str) -> float | None:
+    if result is None:
+        return None
     if metric == "rps":
         return result["requests_per_sec"]
+    if metric == "completed":
+        return result["requests"]
+    if not result["requests"]:  # wrk prints 0.00us percentiles when nothing completed
+        return None
     return result["percentiles_ms"].get(metric)
 
 
 def format_value(value: float | None, metric: str) -> str:
     if value is None:
         return "-"
-    if metric == "rps":
+    if metric in _UNITS:
         return f"{value:.0f}"
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
-def _compare(base: float | None, gw: float | None, metric: str) -> str:
-    if base is None or gw is None:
+def _is_latency(metric: str) -> bool:
+    return metric not in _UNITS
+
+
+def _compare(base: float | None, other: float | None, metric: str) -> str:
+    """Against the baseline: + ms for latencies, a ratio for counts."""
+    if base is None or other is None:
         return "-"
-    if metric == "rps":
-        return f"{gw / base:.2f}x" if base else "-"
-    return f"{gw - base:+.2f} ms"
+    if _is_latency(metric):
+        return f"{other - base:+.2f} ms"
+    return f"{other / base:.2f}x" if base else "-"
+
+
+def _versus(base: float | None, gw: float | None, lite: float | None, metric: str) -> str:
+    """Gateway vs LiteLLM: our req/s (or completed) ÷ LiteLLM's; for latencies our overhead ÷ LiteLLM's."""
+    if gw is None or lite is None:
+        return "-"
+    if _is_latency(metric):
+        if base is None or lite - base <= 0:
+            return "-"
+        return f"{(gw - base) / (lite - base):.2f}x"
+    return f"{gw / lite:.2f}x" if lite else "-"
+
+
+def _columns(rows: list[list[str]], gap: int = 2) -> list[str]:
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(map(len, rows)))]
+    return ["".join(cell.ljust(widths[i] + gap) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
 def describe(result: dict, metrics: tuple[str, ...]) -> str:
     """One measurement in a line, for progress output."""
-    parts = [f"{m} {format_value(metric_value(result, m), m)}" for m in metrics]
-    return f"{', '.join(parts)}, {result['requests']} requests, {result['errors']} errors"
+    parts = [f"{m} {format_value(metric_value(result, m), m)}" for m in metrics if m != "completed"]
+    text = f"{', '.join(parts)}, {result['requests']} requests, {result['errors']} errors"
+    if (cpu := result.get("server_cpu")) and cpu["ms_per_request"] is not None:
+        text += f", server CPU {cpu['ms_per_request']:.2f} ms/request"
+    if mem := result.get("memory"):
+        text += f", RSS peak {mem['peak']['rss_mb']:.0f} MB, end {mem['end']['rss_mb']:.0f} MB"
+    if info := result.get("log_catch_up"):
+        text += f", log caught up after {info['reached_s']} s"
+    return text
+
+
+def _errors(scenario, base: dict | None, gw: dict | None, lite: dict | None) -> str:
+    shown = [r for r in (gw, lite) if r is not None]
+    if not (scenario.always_show_errors or any(r["errors"] for r in (base, gw, lite) if r is not None)):
+        return ""
+    text = " / ".join(str(r["errors"]) for r in shown)
+    if base is not None and base["errors"]:
+        text += f" (no gateway: {base['errors']})"
+    return text
 
 
 def table(results: dict) -> str:
-    lines = [_HEADER]
+    """One row per scenario and metric; with LiteLLM measured, its column and the ratios against it."""
+    litellm = any("litellm" in res for res in results.values())
+    if litellm:
+        header = ["scenario", "metric", "no gateway", "gateway", "LiteLLM", "gateway vs none"]
+        header += ["LiteLLM vs none", "gateway ÷ LiteLLM", "errors gw / LiteLLM"]
+    else:
+        header = ["scenario", "metric", "no gateway", "gateway", "overhead / ratio", "errors"]
+    rows = [header]
+    for name, res in results.items():
+        if "gateway" not in res:
+            continue
+        scenario = SCENARIOS[name]
+        base, gw, lite = res.get("baseline"), res["gateway"], res.get("litellm")
+        for i, metric in enumerate(scenario.metrics):
+            b, g, li = (metric_value(r, metric) for r in (base, gw, lite))
+            unit = _UNITS.get(metric, f"{metric} ms")
+            row = [scenario.label, unit, format_value(b, metric), format_value(g, metric)]
+            if litellm:
+                row += [format_value(li, metric), _compare(b, g, metric), _compare(b, li, metric)]
+                row.append(_versus(b, g, li, metric))
+            else:
+                row.append(_compare(b, g, metric))
+            row.append(_errors(scenario, base, gw, lite if litellm else None) if i == 0 else "")
+            rows.append(row)
+    lines = _columns(rows)
+    if litellm:
+        lines += [
+            "vs none: latency rows: + ms over the no-gateway baseline; req/s, completed: x the baseline.",
+            "gateway ÷ LiteLLM: req/s, completed: ours ÷ LiteLLM's (above 1: we serve more); latency rows:",
+            "our overhead ÷ LiteLLM's overhead (below 1: we add less).",
+        ]
+    return "\n".join(lines)
+
+
+def server_cpu(results: dict) -> str:
+    """CPU time the server's processes used per request wrk completed: the cost per request, which
+    (unlike req/s) hardly moves when something else loads the machine."""
+    rows = []
+    litellm = any("litellm" in res for res in results.values())
+    for name, res in results.items():
+        cells = []
+        for target in ("gateway", "litellm") if litellm else ("gateway",):
+            result = res.get(target)
+            cpu = result.get("server_cpu") if result else None
+            if cpu is None:
+                cells.append("-")
+                continue
+            ms = f"{cpu['ms_per_request']:.2f}" if cpu["ms_per_request"] is not None else "-"
+            cells.append(f"{ms} ({cpu['seconds'] / result['duration_s']:.2f} cores)")
+        if any(cell != "-" for cell in cells):
+            rows.append([SCENARIOS[name].label, *cells])
+    if not rows:
+        return ""
+    header = ["scenario", "gateway", "LiteLLM"][: len(rows[0])]
+    title = "server CPU per completed request, ms (user + system, all of the server's processes; cores used):"
+    return "\n".join([title, *("  " + line for line in _columns([header, *rows]))])
+
+
+def busy_at_start(results: dict) -> str:
+    """Measurements that began while the server was still busy with the requests its warm-up cut."""
+    lines = []
+    for name, res in results.items():
+        for target, label in (("gateway", "gateway"), ("litellm", "LiteLLM")):
+            settle = res.get(target, {}).get("settle")
+            if settle and (settle["server_cores"] or 0) >= IDLE_CORES:
+                lines.append(
+                    f"warning: {label} {SCENARIOS[name].label}: measured while still busy after its warm-up"
+                    f" ({settle['server_cores']} cores used {settle['waited_s']:g} s after it)"
+                )
+    return "\n".join(lines)
+
+
+def memory_summary(idle: dict | None, samples: list[dict], end: dict) -> dict:
+    """The memory samples of one measurement: idle (before the warm-up), start (as the load begins),
+    first (one sampling interval in: the working set of the connections is built by then), peak, end,
+    and growth from first to end."""
+    every = [*samples, end]
+    first = samples[1] if len(samples) > 1 else every[0]
+    peak = max(every, key=lambda s: s["rss_mb"])
+    growth = 100 * (end["rss_mb"] - first["rss_mb"]) / first["rss_mb"] if first["rss_mb"] else None
+    return {
+        "idle": idle,
+        "start": every[0],
+        "first": first,
+        "peak": peak,
+        "end": end,
+        "growth_pct": round(growth, 1) if growth is not None else None,
+        "samples": samples,
+    }
+
+
+def _memory_cell(mem: dict | None) -> str:
+    if mem is None:
+        return "-"
+    idle = f"{mem['idle']['rss_mb']:.0f}" if mem["idle"] else "?"
+    return (
+        f"{idle} / {mem['peak']['rss_mb']:.0f} / {mem['end']['rss_mb']:.0f}"
+        f" (PSS peak {mem['peak']['pss_mb']:.0f}, {mem['peak']['processes']} proc)"
+    )
+
+
+def memory(results: dict) -> str:
+    """RSS of the servers' processes, for the scenarios that sample it (soak has its own section)."""
+    rows = []
     for name, res in results.items():
         scenario = SCENARIOS[name]
-        base, gw = res["baseline"], res["gateway"]
-        for i, metric in enumerate(scenario.metrics):
-            b, g = metric_value(base, metric), metric_value(gw, metric)
-            unit = "req/s" if metric == "rps" else f"{metric} ms"
-            line = f"{scenario.label:<18}{unit:<9}{format_value(b, metric):<13}"
-            line += f"{format_value(g, metric):<11}{_compare(b, g, metric):<10}"
-            if i == 0 and (scenario.always_show_errors or base["errors"] or gw["errors"]):
-                line += f"errors {gw['errors']}"
-                if base["errors"]:
-                    line += f" (no gateway: {base['errors']})"
-            lines.append(line.rstrip())
-    return "\n".join(lines)
+        if scenario.soak or not scenario.memory_interval or "gateway" not in res:
+            continue
+        targets = ("gateway", "litellm") if "litellm" in res else ("gateway",)
+        rows.append([scenario.label, *(_memory_cell(res[target].get("memory")) for target in targets)])
+    if not rows:
+        return ""
+    header = ["scenario", "gateway", "LiteLLM"][: max(map(len, rows))]
+    title = "memory of the web processes, MB: RSS summed over all of a server's processes, idle / peak / end"
+    return "\n".join([title, *("  " + line for line in _columns([header, *rows]))])
+
+
+def soak(results: dict, minutes: float) -> str:
+    res = results.get("soak")
+    if not res or "gateway" not in res:
+        return ""
+    scenario = SCENARIOS["soak"]
+    lines = [
+        f"soak: {minutes:g} min at {scenario.connections} connections on provider {scenario.provider}; RSS of"
+        f" all the server's processes every {scenario.memory_interval:g} s, growth = last ÷ first - 1",
+        f"(gateway targets: growth < {SOAK_MAX_GROWTH_PCT:g} %, max ≤ {SOAK_MAX_RSS_MB:g} MB, errors 0)",
+    ]
+    rows = []
+    for target, label in (("gateway", "gateway"), ("litellm", "LiteLLM")):
+        r = res.get(target)
+        if r is None:
+            continue
+        mem = r["memory"]
+        growth = mem["growth_pct"]
+        row = [
+            label,
+            f"start {mem['start']['rss_mb']:.0f} MB",
+            f"first ({mem['first']['t_s']:g} s) {mem['first']['rss_mb']:.0f} MB",
+            f"last {mem['end']['rss_mb']:.0f} MB",
+            f"max {mem['peak']['rss_mb']:.1f} MB",
+            f"growth {growth:+.1f} %" if growth is not None else "growth ?",
+            f"{r['requests_per_sec']:.0f} req/s",
+            f"errors {r['errors']}",
+        ]
+        if target == "gateway":
+            met = (
+                growth is not None
+                and growth < SOAK_MAX_GROWTH_PCT
+                and mem["peak"]["rss_mb"] <= SOAK_MAX_RSS_MB
+                and r["errors"] == 0
+            )
+            row.append("targets met" if met else "TARGETS NOT MET")
+        rows.append(row)
+    return "\n".join(lines + ["  " + line for line in _columns(rows)])
+
+
+def catch_up(results: dict) -> str:
+    """How long after the load stopped the request log held every request wrk completed."""
+    rows = []
+    for name, res in results.items():
+        info = res.get("gateway", {}).get("log_catch_up")
+        if info is None:
+            continue
+        reached = f"{info['reached_s']:.1f} s" if info["reached_s"] is not None else "never (rows missing)"
+        row = [SCENARIOS[name].label, f"all of wrk's requests logged after {reached}"]
+        row.append(f"count stopped changing after {info['settled_s']:.1f} s")
+        if name == "throughput":
+            ok = info["reached_s"] is not None and info["reached_s"] <= LOG_CATCH_UP_TARGET_S
+            row.append(f"target ≤ {LOG_CATCH_UP_TARGET_S:g} s: {'met' if ok else 'NOT MET'}")
+        rows.append(row)
+    if not rows:
+        return ""
+    title = f"request-log catch-up once the load stopped (row count polled every {0.1:g} s):"
+    return "\n".join([title, *("  " + line for line in _columns(rows))])
 
 
 def log_rows(results: dict, final: dict | None) -> tuple[str, dict]:

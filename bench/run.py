@@ -1,10 +1,12 @@
-"""Benchmark the gateway against the no-gateway baseline, in one run, on the same fake providers.
+"""Benchmark the gateway against the no-gateway baseline and LiteLLM, in one run, on the same fake providers.
 
-    .venv/bin/python -m bench.run [--duration 10] [--scenarios latency throughput ...]
-                                  [--gateway-env WEB_CONCURRENCY=1 ...] [--json bench/results/latest.json]
+    .venv/bin/python -m bench.run [--duration 10] [--scenarios latency throughput ...] [--no-litellm]
+                                  [--soak-minutes 10] [--gateway-env WEB_CONCURRENCY=1 ...]
+                                  [--json bench/results/latest.json]
 
 Order: start fake providers A (0 ms) and B (500 ms); fresh database; then per provider one gateway
-instance (never two at once), and per scenario baseline then gateway, each warmed up before measuring.
+instance, per scenario baseline then gateway; then one LiteLLM instance in front of the same fake, per
+scenario LiteLLM. Never two servers at once; each measurement is warmed up first.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from bench.scenarios import PROVIDER_DELAY_MS, SCENARIOS, Scenario
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback", "[ERROR]", "[CRITICAL]", "WORKER TIMEOUT")
+LITELLM_ERROR_MARKERS = ("ERROR:", "CRITICAL:", "Traceback")  # "LiteLLM Proxy:ERROR: ...", uvicorn's
 ROW_SETTLE_SECONDS = 2.0  # the background log writer flushes every 50 ms; cut requests finish within 500 ms
 BUSY_WARNING_PERCENT = 15.0  # machine CPU use, outside the benchmark, above which results are suspect
 
@@ -37,7 +41,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of discarded warm-up (default 2)")
-    parser.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=list(SCENARIOS),
+        default=[name for name, s in SCENARIOS.items() if not s.soak],
+        help="default: all but soak",
+    )
+    parser.add_argument(
+        "--litellm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also measure LiteLLM's proxy (default: when bench/.venvs/litellm exists)",
+    )
+    parser.add_argument(
+        "--soak-minutes",
+        type=float,
+        default=0,
+        metavar="N",
+        help="add the soak scenario: N minutes at 200 connections on provider B (default: off; 10 if only "
+        "--scenarios soak)",
+    )
     parser.add_argument(
         "--gateway-env",
         action="append",
@@ -53,21 +77,75 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if not sep or not key:
             parser.error(f"--gateway-env expects KEY=VALUE, got {item!r}")
         args.overrides[key] = value
+    if args.soak_minutes > 0 and "soak" not in args.scenarios:
+        args.scenarios.append("soak")
+    elif "soak" in args.scenarios and args.soak_minutes <= 0:
+        args.soak_minutes = 10
+    litellm_bin = processes.LITELLM_VENV / "bin" / "litellm"
+    if args.litellm is None:
+        args.litellm = litellm_bin.is_file()
+    elif args.litellm and not litellm_bin.is_file():
+        parser.error(f"--litellm: {litellm_bin} is missing; install it with: {processes.LITELLM_INSTALL}")
     return args
 
 
-def measure(scenario: Scenario, url: str, auth: str, args, *, label: str, count_rows: bool = False) -> dict:
-    """Warm up (discarded), then measure; for the gateway, also count log rows around the measurement."""
-    duration = max(args.duration, scenario.min_duration)
+def duration_of(scenario: Scenario, args) -> int:
+    if scenario.soak:
+        return round(args.soak_minutes * 60)
+    return max(args.duration, scenario.min_duration)
+
+
+def measure(
+    scenario: Scenario,
+    url: str,
+    auth: str,
+    args,
+    *,
+    label: str,
+    server: processes.Process | None = None,
+    count_rows: bool = False,
+) -> dict:
+    """Warm up (discarded), wait for the server to go idle, then measure. With `server` (the gateway or
+    LiteLLM), sample its processes' memory when the scenario asks; for the gateway (`count_rows`), count
+    log rows around the measurement and how long the rows take to catch up once the load stops."""
+    duration = duration_of(scenario, args)
     settings = dict(auth=auth, body=scenario.body, connections=scenario.connections, threads=scenario.threads)
+    endpoint = f"{url}/v1/chat/completions"
+    sample_memory = server is not None and scenario.memory_interval > 0
+    idle = processes.session_memory(server.pid) if sample_memory else None
     log(f"{scenario.name}: {label}: warm-up {args.warmup}s, then {duration}s")
-    warmup = wrk.run(f"{url}/v1/chat/completions", duration=args.warmup, timeout=scenario.timeout, **settings)
+    warmup = wrk.run(endpoint, duration=args.warmup, timeout=scenario.timeout, **settings)
+    # Requests the warm-up cut may still be running in the server (a stream relayed to a client that is
+    # gone): measuring on top of them would not be the scenario's load.
+    if server is not None:
+        waited, cores = processes.wait_idle(server.pid, scenario.settle)
+        if cores >= processes.IDLE_CORES:
+            log(
+                f"{scenario.name}: {label}: still busy ({cores} cores) {waited}s after the warm-up; measuring"
+            )
+    else:  # the fake provider drops a cut request at its next write
+        waited, cores = min(scenario.settle, 2.0), None
+        time.sleep(waited)
     # The warm-up's cut requests must finish and be written before counting, or they count as measured.
     before = processes.settled_log_rows(ROW_SETTLE_SECONDS / 2) if count_rows else None
-    result = wrk.run(f"{url}/v1/chat/completions", duration=duration, timeout=scenario.timeout, **settings)
+    cpu = processes.session_cpu_seconds(server.pid) if server is not None else None
+    if sample_memory:
+        with processes.MemorySampler(server.pid, scenario.memory_interval) as sampler:
+            result = wrk.run(endpoint, duration=duration, timeout=scenario.timeout, **settings)
+            end = sampler.sample()  # at once: before the server lets go of anything
+        result["memory"] = report.memory_summary(idle, sampler.samples, end)
+    else:
+        result = wrk.run(endpoint, duration=duration, timeout=scenario.timeout, **settings)
+    if cpu is not None:  # CPU the server's processes used, per request completed: robust to a busy machine
+        cpu = processes.session_cpu_seconds(server.pid) - cpu
+        per_request = 1000 * cpu / result["requests"] if result["requests"] else None
+        result["server_cpu"] = {"seconds": round(cpu, 2), "ms_per_request": per_request}
     result["warmup"] = warmup
+    result["settle"] = {"waited_s": waited, "server_cores": cores}
     if count_rows:
-        result["log_rows"] = {"before": before, "after": processes.settled_log_rows(ROW_SETTLE_SECONDS)}
+        after, catch_up = processes.log_catch_up(before, result["requests"])
+        result["log_rows"] = {"before": before, "after": after}
+        result["log_catch_up"] = catch_up
     log(f"{scenario.name}: {label}: {report.describe(result, scenario.metrics)}")
     return result
 
@@ -76,8 +154,9 @@ def run(args, logs: Path) -> dict:
     """Start the processes, measure every selected scenario, stop everything; `logs` gets each log."""
     selected = [SCENARIOS[name] for name in SCENARIOS if name in args.scenarios]
     providers = [p for p in PROVIDER_DELAY_MS if any(s.provider == p for s in selected)]
-    results: dict = {}
+    results: dict = {name: {} for name in SCENARIOS if name in args.scenarios}
     gateway_logs: dict = {}
+    litellm_logs: dict = {}
     with contextlib.ExitStack() as stack:
         fakes = {}
         for p in providers:
@@ -90,22 +169,54 @@ def run(args, logs: Path) -> dict:
         }
         log(f"fresh database {processes.DB_NAME}: migrate, create an API key")
         key = processes.prepare_database(envs[providers[0]])
+        # One gateway instance, then one LiteLLM instance, per group; the soak gets fresh ones, so that its
+        # memory figures start from a server that has not just held 1,000 streams.
+        groups = []
         for p in providers:
-            if p != providers[0]:
+            for soak in (False, True):
+                group = [s for s in selected if s.provider == p and s.soak == soak]
+                if group:
+                    groups.append((p, f"{p}-soak" if soak else p, group))
+        for p, name, group in groups:
+            if name != providers[0]:
                 processes.migrate(envs[p])
-            with processes.gateway(envs[p], key, logs / f"gateway-{p}.log") as (gateway_url, proc):
+            with processes.gateway(envs[p], key, logs / f"gateway-{name}.log") as (gateway_url, proc):
                 log(f"gateway on {gateway_url} in front of fake provider {p}")
-                for scenario in (s for s in selected if s.provider == p):
-                    baseline = measure(scenario, fakes[p], "sk-no-gateway", args, label="no gateway")
-                    through = measure(scenario, gateway_url, key, args, label="gateway", count_rows=True)
-                    results[scenario.name] = {"baseline": baseline, "gateway": through}
-            gateway_logs[p] = {
+                for scenario in group:
+                    if scenario.with_baseline:
+                        results[scenario.name]["baseline"] = measure(
+                            scenario, fakes[p], "sk-no-gateway", args, label="no gateway"
+                        )
+                    results[scenario.name]["gateway"] = measure(
+                        scenario, gateway_url, key, args, label="gateway", server=proc, count_rows=True
+                    )
+            gateway_logs[name] = {
                 "path": str(proc.log_path),
                 "error_lines": proc.log_count(*ERROR_MARKERS),
             }
+            if not args.litellm:
+                continue
+            log(f"LiteLLM in front of fake provider {p}: starting ({processes.LITELLM_WORKERS} workers)")
+            with processes.litellm(fakes[p], logs / f"litellm-{name}.log") as (litellm_url, proc):
+                log(f"LiteLLM on {litellm_url} in front of fake provider {p}")
+                for scenario in group:
+                    results[scenario.name]["litellm"] = measure(
+                        scenario, litellm_url, processes.LITELLM_KEY, args, label="LiteLLM", server=proc
+                    )
+            litellm_logs[name] = {
+                "path": str(proc.log_path),
+                "error_lines": proc.log_count(*LITELLM_ERROR_MARKERS),
+                "worker_deaths": proc.log_count("] died"),  # "Child process [123] died",
+            }
     final = processes.settled_log_rows(ROW_SETTLE_SECONDS)
     spooled = processes.spooled_rows(logs / "spool")
-    return {"results": results, "final_rows": final, "gateway_logs": gateway_logs, "spooled_rows": spooled}
+    return {
+        "results": results,
+        "final_rows": final,
+        "gateway_logs": gateway_logs,
+        "litellm_logs": litellm_logs,
+        "spooled_rows": spooled,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,12 +235,27 @@ def main(argv: list[str] | None = None) -> int:
     busy_after = report.cpu_busy_percent()
     results = outcome["results"]
     print(report.table(results))
+    for section in (
+        report.busy_at_start(results),
+        report.server_cpu(results),
+        report.memory(results),
+        report.soak(results, args.soak_minutes),
+        report.catch_up(results),
+    ):
+        if section:
+            print()
+            print(section)
     print()
     text, check = report.log_rows(results, outcome["final_rows"])
     print(text)
     for p, info in outcome["gateway_logs"].items():
         if info["error_lines"]:
             print(f"gateway {p}: {info['error_lines']} error lines in {info['path']}")
+    for p, info in outcome["litellm_logs"].items():
+        if info["error_lines"]:
+            print(f"LiteLLM {p}: {info['error_lines']} error lines in {info['path']}")
+        if info["worker_deaths"]:
+            print(f"LiteLLM {p}: uvicorn restarted a worker {info['worker_deaths']}x (see {info['path']})")
     if busy_after is not None and busy_after > BUSY_WARNING_PERCENT:
         print(f"warning: the machine was {busy_after}% busy after the run (other processes): noisy numbers")
     if source_changed:
@@ -147,6 +273,15 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "gateway_env_overrides": args.overrides,
+        "soak_minutes": args.soak_minutes if "soak" in args.scenarios else None,
+        "litellm": {
+            "version": processes.litellm_version(),
+            "workers": processes.LITELLM_WORKERS,
+            "config": processes.litellm_config("<fake provider>"),
+            "logs": outcome["litellm_logs"],
+        }
+        if args.litellm
+        else None,
         "logs": str(logs),
         "source_changed_during_run": source_changed,
         "provider_delay_ms": PROVIDER_DELAY_MS,

@@ -75,7 +75,15 @@ def parse(output: str) -> dict:
 
 
 def run(
-    url: str, *, auth: str, body: dict, connections: int, threads: int, duration: int, timeout: str = "10s"
+    url: str,
+    *,
+    auth: str,
+    body: dict,
+    connections: int,
+    threads: int,
+    duration: int,
+    timeout: str = "10s",
+    headers: dict[str, str] | None = None,
 ) -> dict:
     """One wrk run; returns `parse()`'s numbers plus the command line and wrk's own output."""
     command = [
@@ -89,6 +97,7 @@ def run(
         url,
     ]
     env = {**os.environ, "BENCH_BODY": json.dumps(body, separators=(",", ":")), "BENCH_AUTH": auth}
+    env["BENCH_HEADERS"] = "\n".join(f"{name}: {value}" for name, value in (headers or {}).items())
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=duration + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {' '.join(command)}\n{proc.stdout}{proc.stderr}")
