@@ -22,4 +22,4 @@ loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's control socket sits at one fixed path per user, so two servers on a machine would take each
 # other's; nothing here uses it.
-no_control_socket = True
+control_socket_disable = True

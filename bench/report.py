@@ -56,7 +56,9 @@ def _versus(base: float | None, gw: float | None, lite: float | None, metric: st
         if base is None or lite - base <= 0:
             return "-"
         return f"{(gw - base) / (lite - base):.2f}x"
-    return f"{gw / lite:.2f}x" if lite else "-"
+    if not lite:
+        return "∞ (LiteLLM 0)" if gw else "-"
+    return f"{gw / lite:.2f}x"
 
 
 def _columns(rows: list[list[str]], gap: int = 2) -> list[str]:
@@ -73,7 +75,8 @@ def describe(result: dict, metrics: tuple[str, ...]) -> str:
     if mem := result.get("memory"):
         text += f", RSS peak {mem['peak']['rss_mb']:.0f} MB, end {mem['end']['rss_mb']:.0f} MB"
     if info := result.get("log_catch_up"):
-        text += f", log caught up after {info['reached_s']} s"
+        reached = f"{info['reached_s']} s" if info["reached_s"] is not None else "never (rows missing)"
+        text += f", log caught up after {reached}"
     return text
 
 
@@ -113,6 +116,11 @@ def table(results: dict) -> str:
             row.append(_errors(scenario, base, gw, lite if litellm else None) if i == 0 else "")
             rows.append(row)
     lines = _columns(rows)
+    if any(metric == "completed" for name in results for metric in SCENARIOS[name].metrics):
+        lines.append(
+            "completed: streams that ended within the run (one that ended after wrk's --timeout is also a"
+            " timeout error); one still open when wrk stops counts as neither."
+        )
     if litellm:
         lines += [
             "vs none: latency rows: + ms over the no-gateway baseline; req/s, completed: x the baseline.",
@@ -123,8 +131,8 @@ def table(results: dict) -> str:
 
 
 def server_cpu(results: dict) -> str:
-    """CPU time the server's processes used per request wrk completed: the cost per request, which
-    (unlike req/s) hardly moves when something else loads the machine."""
+    """CPU time the server's processes used per request wrk completed (what a request costs the server,
+    whatever the client saw), and the cores that makes."""
     rows = []
     litellm = any("litellm" in res for res in results.values())
     for name, res in results.items():
@@ -260,7 +268,7 @@ def catch_up(results: dict) -> str:
         rows.append(row)
     if not rows:
         return ""
-    title = f"request-log catch-up once the load stopped (row count polled every {0.1:g} s):"
+    title = "request-log catch-up once the load stopped (row count polled every 0.1 s):"
     return "\n".join([title, *("  " + line for line in _columns(rows))])
 
 

@@ -89,6 +89,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def worker_deaths(log_path: Path) -> dict:
+    """uvicorn's "Child process [N] died" lines in LiteLLM's log: while starting (a worker that missed
+    uvicorn's health check while importing, on a busy machine) and once requests were being served."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {"starting": 0, "serving": 0}
+    first = next((i for i, line in enumerate(lines) if '"POST /v1/chat/completions' in line), len(lines))
+    deaths = [i for i, line in enumerate(lines) if "] died" in line]
+    return {"starting": sum(i < first for i in deaths), "serving": sum(i >= first for i in deaths)}
+
+
 def duration_of(scenario: Scenario, args) -> int:
     if scenario.soak:
         return round(args.soak_minutes * 60)
@@ -206,7 +218,7 @@ def run(args, logs: Path) -> dict:
             litellm_logs[name] = {
                 "path": str(proc.log_path),
                 "error_lines": proc.log_count(*LITELLM_ERROR_MARKERS),
-                "worker_deaths": proc.log_count("] died"),  # "Child process [123] died",
+                "worker_deaths": worker_deaths(proc.log_path),
             }
     final = processes.settled_log_rows(ROW_SETTLE_SECONDS)
     spooled = processes.spooled_rows(logs / "spool")
@@ -254,8 +266,14 @@ def main(argv: list[str] | None = None) -> int:
     for p, info in outcome["litellm_logs"].items():
         if info["error_lines"]:
             print(f"LiteLLM {p}: {info['error_lines']} error lines in {info['path']}")
-        if info["worker_deaths"]:
-            print(f"LiteLLM {p}: uvicorn restarted a worker {info['worker_deaths']}x (see {info['path']})")
+        deaths = info["worker_deaths"]
+        if deaths["starting"] or deaths["serving"]:
+            print(
+                f"LiteLLM {p}: uvicorn restarted a worker {deaths['starting']}x while starting,"
+                f" {deaths['serving']}x while serving (see {info['path']})"
+            )
+    if busy_before is not None and busy_before > BUSY_WARNING_PERCENT:
+        print(f"warning: the machine was {busy_before}% busy before the run (other processes): noisy numbers")
     if busy_after is not None and busy_after > BUSY_WARNING_PERCENT:
         print(f"warning: the machine was {busy_after}% busy after the run (other processes): noisy numbers")
     if source_changed:
