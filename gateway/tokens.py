@@ -7,9 +7,14 @@ text. For models of other vendors the count is an estimate with cl100k_base.
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 from typing import Any
 
-import tiktoken
+# tiktoken's encodings ship with the code: token counts work offline (tiktoken reads this when it loads one).
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(__file__).resolve().parent / "tiktoken_cache"))
+
+import tiktoken  # noqa: E402
 
 from gateway.usage import Usage
 
@@ -21,7 +26,11 @@ _REPLY_PRIMING = 3
 
 @functools.cache
 def _encoding(name: str) -> tiktoken.Encoding:
-    return tiktoken.get_encoding(name)
+    encoding = tiktoken.get_encoding(name)
+    # tiktoken keeps a Python copy of the merge ranks (~200k bytes objects, ~27 MB for o200k) only to pickle
+    # the encoding; its Rust core has its own. We never pickle it: let the copy go.
+    encoding._mergeable_ranks = {}
+    return encoding
 
 
 def encoding_for(model: str) -> tiktoken.Encoding:
