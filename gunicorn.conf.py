@@ -17,6 +17,9 @@ keepalive = int(os.environ.get("WEB_KEEPALIVE", "75"))
 timeout = int(os.environ.get("WEB_TIMEOUT", "120"))  # gevent: worker heartbeat, not a request limit
 graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "30"))
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None  # off by default: the request log is the record
+# gunicorn's default line, without what may carry a client's API key: the query string (`?api_key=...`)
+# and the Basic-auth user (`curl -u KEY:`). tests/e2e/test_secrets_never_leak_e2e.py searches the log.
+access_log_format = '%(h)s %(l)s - %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -11,6 +11,7 @@ import json
 import os
 import random
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -72,21 +73,29 @@ def test_every_request_is_logged_once_and_totals_match_what_clients_received(ser
     while RequestLog.objects.filter(request_id__in=ids).count() < REQUESTS and time.monotonic() < deadline:
         time.sleep(0.2)
     rows = {row.request_id: row for row in RequestLog.objects.filter(request_id__in=ids)}
-    assert len(rows) == REQUESTS  # exactly one row per request: none lost, none doubled
 
     complete = [r for r in results if r["usage"] is not None]
     prompt = sum(r["usage"]["prompt_tokens"] for r in complete)
     completion = sum(r["usage"]["completion_tokens"] for r in complete)
-    logged = [rows[r["request_id"]] for r in complete]
-    assert sum(row.prompt_tokens for row in logged) == prompt
-    assert sum(row.completion_tokens for row in logged) == completion
+    logged = [rows[r["request_id"]] for r in complete if r["request_id"] in rows]
+    logged_prompt = sum(row.prompt_tokens for row in logged)
+    logged_completion = sum(row.completion_tokens for row in logged)
     expected_cost = (prompt * GPT_4O["input"] + completion * GPT_4O["output"]) / 10**6
-    assert sum(row.cost_usd for row in logged) == expected_cost
+    logged_cost = sum((row.cost_usd for row in logged), Decimal(0))
     faults = sum(r["faulty"] for r in results)
     failed_rows = sum(1 for row in rows.values() if row.status_code >= 400)
+    # One line with every figure, printed before the asserts so that a failing run shows them too.
+    statuses = Counter(r.get("status", "exception") for r in results)
+    errors = ", ".join(f"{status}: {n}" for status, n in sorted(statuses.items(), key=str) if status != 200)
     print(
-        f"\n{REQUESTS} requests in {elapsed:.1f}s ({REQUESTS / elapsed:.0f}/s), {faults} with faults, "
-        f"{failed_rows} error rows, {len(rows)} rows logged, 0 lost; tokens {prompt}+{completion}, "
-        f"cost ${expected_cost}"
+        f"\nnothing lost: {REQUESTS} requests in {elapsed:.1f}s ({REQUESTS / elapsed:.0f}/s) at 50 "
+        f"connections; {statuses[200]} HTTP 200 ({len(complete)} with usage), {faults} faults injected, "
+        f"errors by status {{{errors}}}; "
+        f"{len(rows)} rows ({failed_rows} error rows); tokens clients {prompt}+{completion} / rows "
+        f"{logged_prompt}+{logged_completion}; cost clients ${expected_cost} / rows ${logged_cost}"
     )
+
+    assert len(rows) == REQUESTS  # exactly one row per request: none lost, none doubled
+    assert (logged_prompt, logged_completion) == (prompt, completion)
+    assert logged_cost == expected_cost
     assert failed_rows == faults  # every injected fault reached its client as an error, and its row says so
