@@ -1,5 +1,8 @@
 """Redaction of stored request and response bodies: emails, payment card numbers and API keys.
 
+The short fields a client fills in (model, `user`, tags) and error messages are always stored, so API keys
+pasted there by mistake are redacted from them too — only keys: an email is a legitimate `user`.
+
 Runs in the log writer, off the response path, and only when STORE_REQUEST_BODIES is on. Card numbers are
 13-19 digits (spaces or dashes allowed between them) that pass the Luhn check, so order numbers and phone
 numbers are left alone.
@@ -8,6 +11,7 @@ numbers are left alone.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
@@ -39,12 +43,16 @@ def redact_text(text: str) -> str:
     return CARD.sub(_card, text)
 
 
-def redact(value: Any) -> Any:
-    """A copy of a JSON value with every string redacted."""
+def redact_keys_text(text: str) -> str:
+    return API_KEY.sub("[api-key]", text)
+
+
+def redact(value: Any, text: Callable[[str], str] = redact_text) -> Any:
+    """A copy of a JSON value with every string redacted (by default of all three kinds)."""
     if isinstance(value, str):
-        return redact_text(value)
+        return text(value)
     if isinstance(value, dict):
-        return {key: redact(item) for key, item in value.items()}
+        return {key: redact(item, text) for key, item in value.items()}
     if isinstance(value, list):
-        return [redact(item) for item in value]
+        return [redact(item, text) for item in value]
     return value

@@ -17,11 +17,13 @@ from analytics.hashing import request_signals
 from analytics.log_writer import LogWriter
 from analytics.models import RequestLog
 from analytics.pricing import cost_usd
-from analytics.redaction import redact
+from analytics.redaction import redact, redact_keys_text
 
 log = logging.getLogger(__name__)
 
 LAST_USED_GRANULARITY = timedelta(minutes=1)
+# Stored whatever the key's settings, and filled in by the client: an API key pasted there is redacted.
+_CLIENT_TEXT_FIELDS = ("requested_model", "model", "end_user", "tags", "error_message")
 
 
 def request_log_record(row: dict) -> None:
@@ -63,6 +65,9 @@ def _fields(row: dict) -> dict:
     for name in ("request_body", "response_body"):
         if fields.get(name) is not None:
             fields[name] = redact(fields[name])
+    for name in _CLIENT_TEXT_FIELDS:
+        if fields.get(name):
+            fields[name] = redact(fields[name], redact_keys_text)
     return fields
 
 
