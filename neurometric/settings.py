@@ -234,9 +234,6 @@ UPSTREAM_MAX_RETRIES = env.int("UPSTREAM_MAX_RETRIES", default=2)  # per model, 
 UPSTREAM_RETRY_BUDGET_SECONDS = env.float("UPSTREAM_RETRY_BUDGET_SECONDS", default=30.0)
 UPSTREAM_RETRY_MAX_WAIT_SECONDS = env.float("UPSTREAM_RETRY_MAX_WAIT_SECONDS", default=10.0)
 
-# tiktoken's encodings ship with the code (gateway/tiktoken_cache): token counts work offline.
-os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(BASE_DIR / "gateway" / "tiktoken_cache"))
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -266,6 +263,9 @@ if REQUEST_LOG_RETENTION_DAYS < 1:
 
 # The model that judges open-text answers in shadow evaluations (analytics/shadow.py).
 SHADOW_JUDGE_MODEL = env.str("SHADOW_JUDGE_MODEL", default="gpt-4o-mini")
+
+# Prometheus metrics at /metrics (analytics/metrics.py) need `Authorization: Bearer <this>`; unset: off (404).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # --- Response cache (gateway/response_cache.py) ---------------------------------------------------------
 # Identical requests of a user are answered from the cache when its key has `cache_ttl_seconds` or the

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.http import HttpResponse
 from django.urls import include, path
 
+from analytics.metrics import metrics_view
+
 
 def healthz(request):
     """For load balancers: the process answers (no database or provider call)."""
@@ -12,6 +14,7 @@ def healthz(request):
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("v1/", include("gateway.urls")),
     path("admin/", admin.site.urls),
     path("", include("accounts.urls")),
