@@ -26,3 +26,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # gunicorn's control socket sits at one fixed path per user, so two servers on a machine would take each
 # other's; nothing here uses it.
 control_socket_disable = True
+
+
+def on_starting(server):
+    """In the master, before the workers fork: the tokenizers' tables, loaded once and shared by every worker
+    (copy-on-write) — see gateway/tokens.py `preload`."""
+    from gateway.tokens import preload
+
+    preload()

@@ -6,8 +6,11 @@ text. For models of other vendors the count is an estimate with cl100k_base.
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,17 @@ def _encoding(name: str) -> tiktoken.Encoding:
     # the encoding; its Rust core has its own. We never pickle it: let the copy go.
     encoding._mergeable_ranks = {}
     return encoding
+
+
+def preload() -> None:
+    """Load both encodings now. gunicorn's master calls this before it forks the workers (gunicorn.conf.py):
+    they then share one copy of the tables (~40 MB for o200k, ~20 MB for cl100k) instead of each loading its
+    own, and no worker stalls every request it holds for the ~0.5 s a load takes on its first estimate."""
+    for name in ("o200k_base", "cl100k_base"):
+        _encoding(name)
+    gc.collect()
+    if sys.platform == "linux":  # hand the loader's freed pages back, so the workers' allocations don't
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # land between the shared tables and copy them
 
 
 def encoding_for(model: str) -> tiktoken.Encoding:
