@@ -24,10 +24,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-DB_NAME = "neurometric_bench"
+# Each run drops and recreates its database and flushes its Redis db: two runs at once need their own.
+DB_NAME = os.environ.get("BENCH_DB_NAME", "neurometric_bench")
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 DSN = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"  # the same, for psycopg
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PG_ENV = {"PGHOST": "127.0.0.1", "PGUSER": "postgres"}
 _INHERITED = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")  # the gateway gets nothing else from our environment
 LITELLM_VENV = ROOT / "bench" / ".venvs" / "litellm"
@@ -159,6 +160,10 @@ def gateway_env(port: int, provider_url: str, spool_dir: Path, overrides: dict) 
         REDIS_URL=REDIS_URL,
         OPENAI_API_KEY="sk-bench",
         OPENAI_BASE_URL=f"{provider_url}/v1",
+        ANTHROPIC_API_KEY="sk-ant-bench",  # the fake speaks Anthropic's and Gemini's APIs too
+        ANTHROPIC_BASE_URL=provider_url,
+        GEMINI_API_KEY="bench",
+        GEMINI_BASE_URL=provider_url,
         REQUEST_LOG_MODE="background",
         REQUEST_LOG_SPOOL_DIR=str(spool_dir),  # ours alone: never replay another run's rows into this db
     )
@@ -182,7 +187,12 @@ def prepare_database(env: dict) -> str:
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     migrate(env)
-    out = _check([sys.executable, "manage.py", "create_api_key", "--email", "bench@example.com"], env)
+    return create_api_key(env)
+
+
+def create_api_key(env: dict, *flags: str) -> str:
+    """`manage.py create_api_key --email bench@example.com [flags]` (e.g. limits); returns the key."""
+    out = _check([sys.executable, "manage.py", "create_api_key", "--email", "bench@example.com", *flags], env)
     return out.strip().splitlines()[-1].strip()
 
 

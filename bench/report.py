@@ -69,7 +69,7 @@ def _columns(rows: list[list[str]], gap: int = 2) -> list[str]:
 def describe(result: dict, metrics: tuple[str, ...]) -> str:
     """One measurement in a line, for progress output."""
     parts = [f"{m} {format_value(metric_value(result, m), m)}" for m in metrics if m != "completed"]
-    text = f"{', '.join(parts)}, {result['requests']} requests, {result['errors']} errors"
+    text = ", ".join([*parts, f"{result['requests']} requests", f"{result['errors']} errors"])
     if (cpu := result.get("server_cpu")) and cpu["ms_per_request"] is not None:
         text += f", server CPU {cpu['ms_per_request']:.2f} ms/request"
     if mem := result.get("memory"):
@@ -115,6 +115,8 @@ def table(results: dict) -> str:
                 row.append(_compare(b, g, metric))
             row.append(_errors(scenario, base, gw, lite if litellm else None) if i == 0 else "")
             rows.append(row)
+    if len(rows) == 1:  # e.g. only long_stream, which has its own section
+        return ""
     lines = _columns(rows)
     if any(metric == "completed" for name in results for metric in SCENARIOS[name].metrics):
         lines.append(
@@ -250,6 +252,48 @@ def soak(results: dict, minutes: float) -> str:
             row.append("targets met" if met else "TARGETS NOT MET")
         rows.append(row)
     return "\n".join(lines + ["  " + line for line in _columns(rows)])
+
+
+def _met(value: float, target: float) -> str:
+    return f"target ≤ {target:g} ms: {'met' if value <= target else 'NOT MET'}"
+
+
+def targets(results: dict) -> str:
+    """The issues' targets on the p50 the gateway adds: over the baseline, or (compare_key) with one key
+    over the other, as the median of the pairs' differences."""
+    lines = []
+    for name, res in results.items():
+        scenario, gw = SCENARIOS[name], res.get("gateway")
+        if scenario.target_ms is None or gw is None:
+            continue
+        if scenario.compare_key:
+            diff = gw.get("median_difference_ms")
+            if diff is None:
+                continue
+            pairs = " ".join(f"{p['difference_ms']:+.3f}" for p in gw["pairs"])
+            lines.append(
+                f"  {scenario.label}: p50 with the {scenario.compare_key} key - with the default key,"
+                f" median of {len(gw['pairs'])} pairs (A B, B A, ...): {diff:+.3f} ms ({pairs})"
+                f"  {_met(diff, scenario.target_ms)}"
+            )
+            for key, result in gw["keys"].items():
+                cpu = result["server_cpu"]["ms_per_request"]
+                lines.append(
+                    f"    {key + ' key':<14} p50 {format_value(metric_value(result, 'p50'), 'p50')} ms"
+                    f" (median of its runs), {result['requests']} requests, {result['errors']} errors,"
+                    f" server CPU {'-' if cpu is None else f'{cpu:.2f}'} ms/request"
+                )
+            continue
+        base, value = metric_value(res.get("baseline"), "p50"), metric_value(gw, "p50")
+        if base is None or value is None:
+            continue
+        added = value - base
+        lines.append(
+            f"  {scenario.label}: p50 gateway - no gateway {added:+.2f} ms  {_met(added, scenario.target_ms)}"
+        )
+    if not lines:
+        return ""
+    return "\n".join(["issue targets, p50 the gateway adds:", *lines])
 
 
 def catch_up(results: dict) -> str:

@@ -23,8 +23,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import processes, report, wrk
-from bench.scenarios import PROVIDER_DELAY_MS, SCENARIOS, Scenario
+from bench import loads, processes, report, stream_growth, wrk
+from bench.scenarios import KEY_FLAGS, PROVIDER_DELAY_MS, SCENARIOS, Scenario
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ERROR_MARKERS = (" ERROR ", " CRITICAL ", "Traceback", "[ERROR]", "[CRITICAL]", "WORKER TIMEOUT")
@@ -45,8 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--scenarios",
         nargs="+",
         choices=list(SCENARIOS),
-        default=[name for name, s in SCENARIOS.items() if not s.soak],
-        help="default: all but soak",
+        default=[name for name, s in SCENARIOS.items() if s.in_default],
+        help="default: all but " + " ".join(name for name, s in SCENARIOS.items() if not s.in_default),
     )
     parser.add_argument(
         "--litellm",
@@ -109,24 +109,23 @@ def duration_of(scenario: Scenario, args) -> int:
 
 def measure(
     scenario: Scenario,
-    url: str,
-    auth: str,
+    load: loads.Load,
     args,
     *,
     label: str,
+    warmup_load: loads.Load | None = None,
     server: processes.Process | None = None,
     count_rows: bool = False,
 ) -> dict:
-    """Warm up (discarded), wait for the server to go idle, then measure. With `server` (the gateway or
-    LiteLLM), sample its processes' memory when the scenario asks; for the gateway (`count_rows`), count
-    log rows around the measurement and how long the rows take to catch up once the load stops."""
+    """Warm up with `warmup_load` (default `load`; discarded), wait for the server to go idle, then measure
+    with `load`. With `server` (the gateway or LiteLLM), add its CPU per request and sample its processes'
+    memory when the scenario asks; for the gateway (`count_rows`), count log rows around the measurement and
+    how long the rows take to catch up once the load stops."""
     duration = duration_of(scenario, args)
-    settings = dict(auth=auth, body=scenario.body, connections=scenario.connections, threads=scenario.threads)
-    endpoint = f"{url}/v1/chat/completions"
     sample_memory = server is not None and scenario.memory_interval > 0
     idle = processes.session_memory(server.pid) if sample_memory else None
     log(f"{scenario.name}: {label}: warm-up {args.warmup}s, then {duration}s")
-    warmup = wrk.run(endpoint, duration=args.warmup, timeout=scenario.timeout, **settings)
+    warmup = (warmup_load or load)(args.warmup)
     # Requests the warm-up cut may still be running in the server (a stream relayed to a client that is
     # gone): measuring on top of them would not be the scenario's load.
     if server is not None:
@@ -143,15 +142,15 @@ def measure(
     cpu = processes.session_cpu_seconds(server.pid) if server is not None else None
     if sample_memory:
         with processes.MemorySampler(server.pid, scenario.memory_interval) as sampler:
-            result = wrk.run(endpoint, duration=duration, timeout=scenario.timeout, **settings)
+            result = load(duration)
             end = sampler.sample()  # at once: before the server lets go of anything
         result["memory"] = report.memory_summary(idle, sampler.samples, end)
     else:
-        result = wrk.run(endpoint, duration=duration, timeout=scenario.timeout, **settings)
+        result = load(duration)
     if cpu is not None:  # CPU the server's processes used, per request completed: robust to a busy machine
-        cpu = processes.session_cpu_seconds(server.pid) - cpu
-        per_request = 1000 * cpu / result["requests"] if result["requests"] else None
-        result["server_cpu"] = {"seconds": round(cpu, 2), "ms_per_request": per_request}
+        result["server_cpu"] = loads.server_cpu(
+            processes.session_cpu_seconds(server.pid) - cpu, result["requests"]
+        )
     result["warmup"] = warmup
     result["settle"] = {"waited_s": waited, "server_cores": cores}
     if count_rows:
@@ -160,6 +159,19 @@ def measure(
         result["log_catch_up"] = catch_up
     log(f"{scenario.name}: {label}: {report.describe(result, scenario.metrics)}")
     return result
+
+
+def gateway_loads(scenario: Scenario, url: str, fake: str, keys: dict[str, str], sid: int):
+    """(load, warm-up load) of the scenario's gateway measurement."""
+    default = keys[loads.DEFAULT_KEY]
+    if scenario.client == "stream_growth":
+        return stream_growth.load(fake, url, default, sid), None
+    if scenario.compare_key:
+        return (
+            loads.alternating(scenario, url, keys, sid, scenario.pairs),
+            loads.alternating(scenario, url, keys, sid, 1),
+        )
+    return loads.wrk_load(scenario, url, default), None
 
 
 def run(args, logs: Path) -> dict:
@@ -179,8 +191,11 @@ def run(args, logs: Path) -> dict:
             p: processes.gateway_env(processes.free_port(), fakes[p], logs / "spool", args.overrides)
             for p in providers
         }
-        log(f"fresh database {processes.DB_NAME}: migrate, create an API key")
-        key = processes.prepare_database(envs[providers[0]])
+        names = sorted({s.compare_key for s in selected if s.compare_key})
+        log(f"fresh database {processes.DB_NAME}: migrate, create API keys: {', '.join(['default', *names])}")
+        keys = {loads.DEFAULT_KEY: processes.prepare_database(envs[providers[0]])}
+        keys.update({name: processes.create_api_key(envs[providers[0]], *KEY_FLAGS[name]) for name in names})
+        key = keys[loads.DEFAULT_KEY]
         # One gateway instance, then one LiteLLM instance, per group; the soak gets fresh ones, so that its
         # memory figures start from a server that has not just held 1,000 streams.
         groups = []
@@ -196,24 +211,34 @@ def run(args, logs: Path) -> dict:
                 log(f"gateway on {gateway_url} in front of fake provider {p}")
                 for scenario in group:
                     if scenario.with_baseline:
+                        baseline = loads.wrk_load(scenario, fakes[p], "sk-no-gateway", baseline=True)
                         results[scenario.name]["baseline"] = measure(
-                            scenario, fakes[p], "sk-no-gateway", args, label="no gateway"
+                            scenario, baseline, args, label="no gateway"
                         )
+                    load, warmup = gateway_loads(scenario, gateway_url, fakes[p], keys, proc.pid)
                     results[scenario.name]["gateway"] = measure(
-                        scenario, gateway_url, key, args, label="gateway", server=proc, count_rows=True
+                        scenario,
+                        load,
+                        args,
+                        label="gateway",
+                        warmup_load=warmup,
+                        server=proc,
+                        count_rows=True,
                     )
             gateway_logs[name] = {
                 "path": str(proc.log_path),
                 "error_lines": proc.log_count(*ERROR_MARKERS),
             }
-            if not args.litellm:
+            group = [s for s in group if s.litellm]
+            if not args.litellm or not group:
                 continue
             log(f"LiteLLM in front of fake provider {p}: starting ({processes.LITELLM_WORKERS} workers)")
             with processes.litellm(fakes[p], logs / f"litellm-{name}.log") as (litellm_url, proc):
                 log(f"LiteLLM on {litellm_url} in front of fake provider {p}")
                 for scenario in group:
+                    load = loads.wrk_load(scenario, litellm_url, processes.LITELLM_KEY)
                     results[scenario.name]["litellm"] = measure(
-                        scenario, litellm_url, processes.LITELLM_KEY, args, label="LiteLLM", server=proc
+                        scenario, load, args, label="LiteLLM", server=proc
                     )
             litellm_logs[name] = {
                 "path": str(proc.log_path),
@@ -246,18 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     source_changed = processes.source_stamp() != stamp
     busy_after = report.cpu_busy_percent()
     results = outcome["results"]
-    print(report.table(results))
     for section in (
+        report.table(results),
         report.busy_at_start(results),
         report.server_cpu(results),
         report.memory(results),
         report.soak(results, args.soak_minutes),
+        report.targets(results),
+        stream_growth.section(results),
         report.catch_up(results),
     ):
         if section:
-            print()
             print(section)
-    print()
+            print()
     text, check = report.log_rows(results, outcome["final_rows"])
     print(text)
     for p, info in outcome["gateway_logs"].items():

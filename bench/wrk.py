@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -105,6 +106,26 @@ def run(
     result["command"] = command
     result["output"] = proc.stdout
     return result
+
+
+def merge(runs: list[dict]) -> dict:
+    """Several wrk runs of one measurement as one: counts and durations summed, each percentile the median
+    of the runs' (of those that completed a request); the runs themselves under `runs`."""
+    done = [r for r in runs if r["requests"]]
+    names = set.intersection(*(set(r["percentiles_ms"]) for r in done)) if done else set()
+    requests = sum(r["requests"] for r in runs)
+    duration = sum(r["duration_s"] for r in runs)
+    return {
+        "requests": requests,
+        "duration_s": duration,
+        "bytes_read": sum(r["bytes_read"] for r in runs),
+        "socket_errors": {k: sum(r["socket_errors"][k] for r in runs) for k in runs[0]["socket_errors"]},
+        "non_2xx_3xx": sum(r["non_2xx_3xx"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "requests_per_sec": requests / duration if duration else None,
+        "percentiles_ms": {p: statistics.median(r["percentiles_ms"][p] for r in done) for p in sorted(names)},
+        "runs": runs,
+    }
 
 
 def version() -> str:

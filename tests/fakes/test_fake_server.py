@@ -374,6 +374,16 @@ def test_gemini_stream(fake):
         gemini(fake, "!stream-error-after 2", stream=True)
 
 
+def test_words_stream_has_one_event_per_word_in_anthropic_and_gemini(fake):
+    # bench/stream_growth.py relies on `!words N` giving N text events in every format
+    events = anthropic_events(anthropic(fake, "!words 2000", stream=True, max_tokens=4000))
+    texts = [d["delta"]["text"] for e, d in events if e == "content_block_delta"]
+    assert len(texts) == 2000 and texts[0] == "w0" and texts[-1] == " w1999"
+    frags = sse_json(gemini(fake, "!words 2000", stream=True))
+    assert [f["candidates"][0]["content"]["parts"][0]["text"] for f in frags][::1999] == ["w0", " w1999"]
+    assert len(frags) == 2000
+
+
 def test_gemini_errors(fake):
     bad = gemini(fake, "hi", headers={"x-goog-api-key": "bad-key"})
     err = bad.json()["error"]
