@@ -52,7 +52,8 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
     status, error = CLIENT_CLOSED, None
     assembler = StreamAssembler() if call.cache is not None else None  # only when the answer is cached
     try:
-        for chunk in provider.translate_stream(provider.events(response, call.add_upstream_time), chat):
+        events = provider.events(response, call.add_upstream_time)
+        for chunk in provider.translate_stream(events, chat):
             usage = chunk.pop("usage", None)
             if usage:
                 reported = usage
@@ -84,6 +85,7 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
         call.served_model = last.get("model") or route.upstream_model
         status = 200
         yield DONE
+        provider.finish_body(response, events)  # the client has its answer: keep the connection for the next
     except GatewayError as exc:
         status, error = exc.status, exc
         yield encode(exc.body())

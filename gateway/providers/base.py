@@ -7,6 +7,7 @@ Nothing else: no logging, pricing or limits inside adapters.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from gateway.validation import ChatRequest
 # Upstream headers that mean the same thing to an OpenAI client, passed on with errors.
 _PASSED_HEADERS = ("retry-after", "retry-after-ms")
 _READ_SIZE = 64 * 1024
+_FINISH_SECONDS = 1.0  # to read the body's end after the last event
+_FINISH_EVENTS = 8
 
 
 @dataclass(slots=True)
@@ -167,6 +170,21 @@ class Provider:
                 code="upstream_stream_broken",
             ) from exc
         yield from decoder.close()
+
+    def finish_body(self, response: requests.Response, events: Iterator[SSEEvent]) -> None:
+        """After the provider's end event ([DONE], message_stop): read the rest of the body — its terminating
+        chunk — so that the connection goes back to the pool. Closed unread, urllib3 drops it and the next
+        stream pays a new TCP and TLS handshake. A provider that sends more than a few more events, or
+        stalls, loses the connection instead of holding the client."""
+        connection = response.raw.connection
+        if connection is None or connection.sock is None:
+            return
+        connection.sock.settimeout(_FINISH_SECONDS)  # urllib3 sets the read timeout again on the next request
+        try:
+            for _ in itertools.islice(events, _FINISH_EVENTS):
+                pass
+        except GatewayError:
+            pass  # the connection is dropped on close, as before
 
     def scrub(self, error: GatewayError) -> GatewayError:
         """A provider key never reaches a client: remove it from anything an upstream said."""

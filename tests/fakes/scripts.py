@@ -16,6 +16,7 @@ Directives taking an argument consume the following token. Unknown directives ar
   !fail-first N           the first N requests with this exact text fail (500, or !error's CODE)
   !stream-error-after K   stream K content pieces, then an in-stream error (Gemini: connection dropped)
   !slow MS / !chunk-delay MS   wait before the headers / between stream events
+  !linger MS              streams: hold the body open MS after the last event before ending it
   !cached N / !reasoning N     cached prompt tokens (capped at the prompt) / reasoning tokens
   !malformed / !disconnect     broken JSON / connection closed early
 """
@@ -39,6 +40,7 @@ WITH_ARG = {
     "tool",
     "slow",
     "chunk-delay",
+    "linger",
     "cached",
     "reasoning",
 }
@@ -59,6 +61,7 @@ class Plan:
     retry_after: str | None = None
     slow_ms: int = 0
     chunk_delay_ms: int = 0
+    linger_ms: int = 0
     stream_error_after: int | None = None
     malformed: bool = False
     disconnect: bool = False
@@ -135,6 +138,7 @@ def _apply(plan: Plan, d: dict, text: str, body, failures: dict) -> None:
     plan.reasoning = _int(d.get("reasoning"), 0)
     plan.slow_ms = _int(d.get("slow"), 0)
     plan.chunk_delay_ms = _int(d.get("chunk-delay"), 0)
+    plan.linger_ms = _int(d.get("linger"), 0)
     if "stream-error-after" in d:
         plan.stream_error_after = _int(d["stream-error-after"], 1)
     plan.malformed = "malformed" in d

@@ -332,6 +332,8 @@ class FakeProvider:
             traceback.print_exc()
             writer.transport.abort()
             return False
+        if plan.linger_ms:
+            await asyncio.sleep(plan.linger_ms / 1000)
         writer.write(b"0\r\n\r\n")
         await writer.drain()
         return keep
