@@ -154,6 +154,8 @@ class Limiter:
         """Give back the slot, settle tokens and add the cost; returns the month's new spend (nano-USD)."""
         delta = used_tokens - admission.reserved_tokens if admission.policy.tpm else 0
         cost_nano = int(cost * NANO) if cost and admission.policy.monthly_budget_usd is not None else 0
+        if not admission.policy.max_parallel and not delta and not cost_nano:
+            return None  # nothing to give back or add (e.g. a key with only `rpm`): no round trip
         return self._settle(admission, delta, cost_nano)
 
     def _admit(self, key_id, policy, request_id, tokens, budget) -> tuple[str, float, float, float]:

@@ -172,3 +172,20 @@ def test_limits_fail_open_when_redis_is_down(api, owner_key):
     responses.post(UPSTREAM, json=completion())
     with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
         assert [api.post("/v1/chat/completions", BODY).status_code for _ in range(3)] == [200, 200, 200]
+
+
+@responses.activate
+def test_a_key_with_only_a_request_rate_is_not_settled(api, owner_key, backend, monkeypatch):
+    """Nothing to give back (no slot, no token debt, no cost to add): no second round trip."""
+    from gateway.limits import get_limiter
+
+    limiter = get_limiter()
+    settled = []
+    monkeypatch.setattr(limiter, "_settle", lambda *args: settled.append(args))
+    _limit(owner_key, rpm=100)
+    responses.post(UPSTREAM, json=completion())
+    assert api.post("/v1/chat/completions", BODY).status_code == 200
+    assert settled == []
+    _limit(owner_key, rpm=100, max_parallel=5)
+    assert api.post("/v1/chat/completions", BODY).status_code == 200
+    assert len(settled) == 1
