@@ -95,6 +95,7 @@ _RAW_AGGREGATES = {
     "cost_usd": Sum("cost_usd"),
 }
 _ROLLUP_AGGREGATES = {name: Sum(name) for name in (*COUNTERS, "cost_usd")}
+SUMMED = (*COUNTERS, "cost_usd")  # Totals' fields, in order
 
 
 def now() -> datetime:
@@ -210,6 +211,12 @@ class Totals:
             setattr(self, name, getattr(self, name) + (row.get(name) or 0))
         self.cost_usd += row.get("cost_usd") or Decimal(0)
 
+    @classmethod
+    def of(cls, sums: Sequence) -> Totals:
+        """Totals from aggregate values in SUMMED order (an empty SUM is NULL: 0)."""
+        *counts, cost = sums
+        return cls(*(n or 0 for n in counts), cost or Decimal(0))
+
     @property
     def errors(self) -> int:
         return self.errors_client + self.errors_rate_limit + self.errors_server + self.errors_cancelled
@@ -235,41 +242,45 @@ def usage_buckets(
     end: int,
     width: int,
     group_by: Sequence[str] = (),
+    where: dict[str, str] | None = None,
     at: datetime | None = None,
 ) -> list[Bucket]:
     """Totals per bucket of `width` seconds (60, 3600, 86400) over [start, end), both aligned to it.
 
     Every bucket is returned, empty ones too. `group_by` names DIMENSIONS; each bucket holds one Totals
-    per combination of their values that had requests.
+    per combination of their values that had requests. `where` keeps the requests with these DIMENSIONS
+    values only (filtered by the database).
     """
     if start % width or end % width:
         raise ValueError("usage ranges are aligned to the bucket width")
     kind = _WIDTH_GRANULARITY[width]
     columns = [DIMENSIONS[name] for name in group_by]
+    exact = {DIMENSIONS[name]: value for name, value in (where or {}).items()}
     buckets = {ts: Bucket(ts, ts + width) for ts in range(start, end, width)}
     (rolled_lo, rolled_hi), (raw_lo, raw_hi) = _split(start, end, at)
 
-    rows: list[dict] = []
+    reads = []
     if rolled_lo < rolled_hi:
-        rows += (
-            _rollups_in(user_id, rolled_lo, rolled_hi, kind)
-            .annotate(bucket=Trunc("bucket_start", kind, tzinfo=UTC))
-            .values("bucket", *columns)
-            .annotate(**_ROLLUP_AGGREGATES)
-            .order_by()
-        )
+        rows = _rollups_in(user_id, rolled_lo, rolled_hi, kind).filter(**exact)
+        reads.append((rows, "bucket_start", _ROLLUP_AGGREGATES))
     if raw_lo < raw_hi:
-        rows += (
-            _model_rows(user_id, raw_lo, raw_hi)
-            .annotate(bucket=Trunc("created_at", kind, tzinfo=UTC))
-            .values("bucket", *columns)
-            .annotate(**_RAW_AGGREGATES)
+        reads.append((_model_rows(user_id, raw_lo, raw_hi).filter(**exact), "created_at", _RAW_AGGREGATES))
+    n = len(columns)
+    for rows, moment, aggregates in reads:
+        grouped = (
+            rows.annotate(bucket=Trunc(moment, kind, tzinfo=UTC))
+            .values_list("bucket", *columns)
+            .annotate(**{name: aggregates[name] for name in SUMMED})  # in Totals' order, for Totals.of
             .order_by()
         )
-    for row in rows:
-        bucket = buckets[floor_to(to_unix(row["bucket"]), width)]
-        key = tuple(_dimension_value(row[column]) for column in columns)
-        bucket.groups.setdefault(key, Totals()).add(row)
+        for bucket_at, *values in grouped:  # tuples, not dicts: thousands of rows for a week of hours
+            groups = buckets[floor_to(to_unix(bucket_at), width)].groups
+            key = tuple(None if value is None else str(value) for value in values[:n])
+            found = groups.get(key)
+            if found is None:
+                groups[key] = Totals.of(values[n:])
+            else:
+                found.add(dict(zip(SUMMED, values[n:], strict=True)))
     return list(buckets.values())
 
 
@@ -382,9 +393,11 @@ class Performance:
     overhead: dict[str, int] = field(default_factory=dict)
 
     def merge_sketches(self, latency: dict, ttft: dict, overhead: dict) -> None:
-        self.latency = sketch.merge((self.latency, latency))
-        self.ttft = sketch.merge((self.ttft, ttft))
-        self.overhead = sketch.merge((self.overhead, overhead))
+        """Add the sketches' counts into this group's, in place (not a copy of the total per row)."""
+        for total, sketch_ in ((self.latency, latency), (self.ttft, ttft), (self.overhead, overhead)):
+            get = total.get
+            for index, count in (sketch_ or {}).items():
+                total[index] = get(index, 0) + count
 
 
 def performance_by_model(

@@ -1,9 +1,9 @@
 """What each dashboard page shows, read through the analytics selectors (rollups + the recent raw rows).
 
-Every function here issues a small, fixed number of queries whatever the traffic: counters and costs come
-from `analytics.selectors.usage_buckets` grouped by every dimension (the filters are applied to the groups,
-which are the rollups' own grain), latency from `dashboard.selectors.latency_buckets`, per-model
-performance from `analytics.selectors.performance_by_model`.
+Every function here issues a small, fixed number of queries whatever the traffic: totals over a period
+are summed by the database from the coarsest rollups (`dashboard.selectors.totals`), series per bucket
+come from `analytics.selectors.usage_buckets` (one read per series dimension, the filters applied by the
+database), latency from `dashboard.selectors.latency_buckets` and `latency_groups`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ class Period:
     @property
     def seconds(self) -> int:
         return self.end - self.start
+
+    @property
+    def unit(self) -> str:
+        """What a bucket is, for labels: "hour" or "day"."""
+        return "hour" if self.width == HOUR else "day"
 
     @property
     def bucket_starts(self) -> range:
@@ -137,12 +142,20 @@ def _label(name: str, value: str | None) -> str:
     return value or ("(unclassified)" if name == "task_type" else "(none)")
 
 
-def usage(*, user_id: int, period: Period, filters: Filters, series: Sequence[str] = ("model",)) -> Usage:
-    """The period's totals per group and per bucket, and the previous period's totals: four queries.
+def usage(
+    *,
+    user_id: int,
+    period: Period,
+    filters: Filters,
+    series: Sequence[str] = ("model",),
+    compare: bool = True,
+) -> Usage:
+    """The period's totals per group and per bucket, and (if `compare`) the previous period's totals.
 
     Totals over a whole period are summed by the database from the coarsest rollups
     (`dashboard.selectors.totals`); the per-bucket series come from `analytics.selectors.usage_buckets`,
-    grouped by the `series` dimensions ("model", "task_type") and the filtered ones only.
+    one read per `series` dimension ("model", "task_type"), filtered by the database. Two queries per
+    read (rollups, raw window): at most eight, whatever the traffic.
     """
     result = Usage(period=period, by={name: {} for name in ALL_DIMENSIONS})
     result.options = {name: set() for name in ALL_DIMENSIONS}
@@ -160,36 +173,40 @@ def usage(*, user_id: int, period: Period, filters: Filters, series: Sequence[st
             _add(result.by[name].setdefault(_label(name, values[name]), Totals()), totals)
         if values["provider"] == CACHE_PROVIDER:
             _add(result.cache_hits.setdefault(values["model"] or "", Totals()), totals)
-    previous = period.previous
-    for (model, provider), totals in dashboard_selectors.totals(
-        user_id=user_id,
-        start=previous.start,
-        end=previous.end,
-        group_by=("model", "provider"),
-        filters=filters,
-    ).items():
-        _add(result.previous, totals)
-        if provider == CACHE_PROVIDER:
-            _add(result.previous_cache_hits.setdefault(model or "", Totals()), totals)
+    if compare:
+        previous = period.previous
+        for (model, provider), totals in dashboard_selectors.totals(
+            user_id=user_id,
+            start=previous.start,
+            end=previous.end,
+            group_by=("model", "provider"),
+            filters=filters,
+        ).items():
+            _add(result.previous, totals)
+            if provider == CACHE_PROVIDER:
+                _add(result.previous_cache_hits.setdefault(model or "", Totals()), totals)
 
-    dimensions = list(dict.fromkeys([*series, *filters.as_dict()]))
     result.by_bucket = {ts: Totals() for ts in period.bucket_starts}
     result.by_bucket_model = {ts: {} for ts in period.bucket_starts}
     result.by_bucket_task = {ts: {} for ts in period.bucket_starts}
-    for bucket in selectors.usage_buckets(
-        user_id=user_id, start=period.start, end=period.end, width=period.width, group_by=dimensions
-    ):
-        for key, totals in bucket.groups.items():
-            values = dict(zip(dimensions, key, strict=True))
-            if not filters.matches(values):
-                continue
-            _add(result.by_bucket[bucket.start], totals)
-            if "model" in values:
-                model = _label("model", values["model"])
-                _add(result.by_bucket_model[bucket.start].setdefault(model, Totals()), totals)
-            if "task_type" in values:
-                task = _label("task_type", values["task_type"])
-                _add(result.by_bucket_task[bucket.start].setdefault(task, Totals()), totals)
+    per_value = {"model": result.by_bucket_model, "task_type": result.by_bucket_task}
+    # One read per series dimension rather than one grouped by all of them: a week of hours by model and
+    # task type is ~6,000 groups to convert, by each alone ~1,000.
+    for n, name in enumerate(series or [None]):
+        for bucket in selectors.usage_buckets(
+            user_id=user_id,
+            start=period.start,
+            end=period.end,
+            width=period.width,
+            group_by=[name] if name else [],
+            where=filters.as_dict(),
+        ):
+            for key, totals in bucket.groups.items():
+                if n == 0:
+                    _add(result.by_bucket[bucket.start], totals)
+                if name:
+                    target = per_value[name][bucket.start]
+                    _add(target.setdefault(_label(name, key[0]), Totals()), totals)
     return result
 
 
@@ -359,30 +376,67 @@ def filter_options(*, user_id: int, days: int = 90) -> dict[str, set[str]]:
 # --- performance ----------------------------------------------------------------------------------------
 
 
-def performance(*, user_id: int, period: Period) -> list[Performance]:
-    """Per model × provider over the period, busiest first: counters summed by the database, sketches
-    merged from the (cached) rollup buckets — what `analytics.selectors.performance_by_model` gives, at a
-    cost that does not grow with the hours of traffic already seen."""
+@dataclass
+class PerformanceReport:
+    groups: list[Performance]  # per model × provider, busiest first
+    over_time: dict[tuple[int, str], Latency]  # (bucket start, model) → latency, for the top models
+    top_models: list[str]  # the models of the TOP_SERIES busiest groups, in that order (with repeats)
+
+
+TOP_SERIES = 5
+
+
+def performance(*, user_id: int, period: Period) -> PerformanceReport:
+    """Per model × provider over the period, busiest first, and the busiest models' latency per bucket.
+
+    Counters are summed by the database. Sketches are merged from the rollups: when the period's buckets
+    are its coarsest cover too (day buckets, or a range without a whole day), one read of the buckets per
+    model × provider gives both the period's sketches and the series; otherwise the period's sketches
+    come from the coarsest rollups and the series reads only the busiest models' latency.
+    """
     counted = dashboard_selectors.totals(
         user_id=user_id, start=period.start, end=period.end, group_by=("model", "provider")
     )
-    sketched = dashboard_selectors.latency_groups(
-        user_id=user_id, start=period.start, end=period.end, group_by=("model", "provider")
-    )
+    ranked = sorted(counted, key=lambda group: (-counted[group].requests, group[0] or "", group[1] or ""))
+    top_models = [model for model, _ in ranked[:TOP_SERIES]]
+    width = period.width
+    over_time: dict[tuple[int, str], Latency] = {}
+    if dashboard_selectors.covered_alike(period.start, period.end, width):
+        sketched: dict[tuple, Latency] = {}
+        for (ts, (model, provider)), figures in latency_buckets(
+            user_id=user_id, start=period.start, end=period.end, width=width, group_by=("model", "provider")
+        ).items():
+            sketched.setdefault((model, provider), Latency()).merge(figures)
+            if model in top_models:
+                over_time.setdefault((ts, model), Latency()).merge(figures)
+    else:
+        sketched = dashboard_selectors.latency_groups(
+            user_id=user_id, start=period.start, end=period.end, group_by=("model", "provider")
+        )
+        for (ts, (model,)), figures in latency_buckets(
+            user_id=user_id,
+            start=period.start,
+            end=period.end,
+            width=width,
+            group_by=("model",),
+            sketches=("latency",),
+            models=sorted(set(top_models)),
+        ).items():
+            over_time[(ts, model)] = figures
     groups = []
-    for (model, provider), totals in counted.items():
+    for model, provider in ranked:
         figures = sketched.get((model, provider), Latency())
         groups.append(
             Performance(
                 model=model,
                 provider=provider,
-                totals=totals,
+                totals=counted[(model, provider)],
                 latency=figures.latency,
                 ttft=figures.ttft,
                 overhead=figures.overhead,
             )
         )
-    return sorted(groups, key=lambda p: (-p.totals.requests, p.model or "", p.provider or ""))
+    return PerformanceReport(groups=groups, over_time=over_time, top_models=top_models)
 
 
 def performance_merged(groups: list[Performance], *, key) -> list[Performance]:

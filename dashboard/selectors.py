@@ -5,12 +5,17 @@ Every read follows analytics.selectors (see its docstring): rollups before the r
 the largest aligned buckets (`rollup_cover`), raw rows after it — each request is counted once, and the
 cost is bounded by the number of rollup rows, never by the raw log.
 
-Latency sketches are the expensive part: every rollup row carries three, and merging them is Python work
-per sketch key. So the merged sketches of each rollup bucket (all groups of the user, or per model ×
-provider) are cached once the bucket is STABLE_SECONDS older than the raw boundary — the rollup job has
-long finished with it — for CACHE_SECONDS. A page then merges a few hundred cached buckets plus the last
-minutes' rollups and raw rows. A bucket rolled again later (a row that arrived very late, a rebuild)
-shows its new figures once its cache entry expires.
+Latency sketches are the expensive part: every rollup row carries three, and merging them costs time per
+sketch key — about 0.1 µs for PostgreSQL to turn it into text and 0.1 µs for Python to parse and add it
+(measured with bench/dashboard_pages.py; merging in the database with jsonb_each and SUM took 0.3–0.5 µs).
+So each read asks only for the sketches its figures need, from the coarsest rollups that fit; the
+database groups the rows per bucket and group and joins their sketches into one text (`_JoinedSketches`),
+which Python parses with one call and adds up in one loop. That work still grows with groups × buckets
+× keys (a 30-day view of 200 busy groups is ~2 million keys), so the merged sketches of each rollup bucket
+are cached once the bucket is STABLE_SECONDS older than the raw boundary — the rollup job has long
+finished with it — for CACHE_SECONDS: a page seen again merges a few hundred cached buckets plus the
+last minutes' rollups and raw rows. A bucket rolled again later (a row that arrived very late, a
+rebuild) shows its new figures once its cache entry expires.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import hashlib
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
+import orjson
 from django.core.cache import cache
-from django.db.models import Q
+from django.db.models import Aggregate, Q, Sum, TextField
 
 from analytics import selectors, sketch
 from analytics.models import RequestLog, Rollup
@@ -77,8 +84,9 @@ def quantiles(values: dict[str, int], qs: Sequence[float]) -> dict[float, float]
 
 
 def _fold(target: dict[str, int], source: dict[str, int] | None) -> None:
+    get = target.get
     for index, count in (source or {}).items():
-        target[index] = target.get(index, 0) + count
+        target[index] = get(index, 0) + count
 
 
 @dataclass
@@ -109,12 +117,18 @@ class Latency:
             overhead=other.overhead,
         )
 
-    def add_value(self, latency_ms: float, ttft_ms: float | None, overhead_ms: float | None) -> None:
-        """Fold in one raw request."""
+    def add_value(
+        self, latency_ms: float, ttft_ms: float | None, overhead_ms: float | None, *, latency: bool = True
+    ) -> None:
+        """Fold in one raw request (its latency into the sketch too unless `latency` is False)."""
         self.__dict__.pop("_cache", None)
         self.requests += 1
         self.latency_ms_sum += latency_ms
-        for target, value in ((self.latency, latency_ms), (self.ttft, ttft_ms), (self.overhead, overhead_ms)):
+        for target, value in (
+            (self.latency, latency_ms if latency else None),
+            (self.ttft, ttft_ms),
+            (self.overhead, overhead_ms),
+        ):
             if value is not None:
                 index = str(sketch.index_of(value))
                 target[index] = target.get(index, 0) + 1
@@ -174,6 +188,16 @@ def _covered(start: int, end: int, coarsest: str) -> Q | None:
     return query
 
 
+def covered_alike(start: int, end: int, width: int) -> bool:
+    """Whether the rollups of [start, end) in buckets of `width` seconds are also its coarsest cover: then
+    one read per bucket serves the whole range's figures too, at no extra cost."""
+    boundary = min(end, selectors.raw_boundary())
+    if start >= boundary:
+        return True
+    by_width = selectors.rollup_cover(start, boundary, _WIDTH_GRANULARITY[width])
+    return by_width == selectors.rollup_cover(start, boundary, Rollup.Granularity.DAY)
+
+
 def _rollup_buckets(start: int, end: int, coarsest: str) -> Iterator[tuple[str, int]]:
     """Every (granularity, bucket start) of the rollup cover of [start, end)."""
     for granularity, lo, hi in selectors.rollup_cover(start, end, coarsest):
@@ -215,6 +239,50 @@ def totals(
 SKETCHES = ("latency", "ttft", "overhead")
 
 
+class _JoinedSketches(Aggregate):
+    """A group's sketches as one text, comma-separated: the body of a JSON array, parsed with one call.
+
+    The rows of a group arrive as one value (STRING_AGG on PostgreSQL; GROUP_CONCAT on SQLite, which
+    stores JSON as text), so Python parses a few hundred arrays instead of tens of thousands of objects
+    and builds no row tuples for them: about twice as fast as fetching the rows.
+    """
+
+    function = "STRING_AGG"
+    template = "%(function)s(%(expressions)s::text, ',')"
+    output_field = TextField()
+
+    def as_sqlite(self, compiler, connection, **extra_context):
+        return self.as_sql(
+            compiler, connection, function="GROUP_CONCAT", template="%(function)s(%(expressions)s, ',')"
+        )
+
+
+def _fold_joined(target: dict[str, int], joined: str | None) -> None:
+    """Add the sketches of a _JoinedSketches value into `target` (the loop is the merge's whole cost)."""
+    if not joined:
+        return
+    get = target.get
+    for source in orjson.loads(f"[{joined}]"):
+        for index, count in source.items():
+            target[index] = get(index, 0) + count
+
+
+def _runs(granularity: str, starts: list[int]) -> Q:
+    """The rollups of these buckets, as ranges of consecutive ones."""
+    step, ordered, query = STEPS[granularity], sorted(starts), Q()
+    first = ordered[0]
+    for previous, ts in pairwise(ordered):
+        if ts != previous + step:
+            query |= Q(bucket_start__gte=to_datetime(first), bucket_start__lte=to_datetime(previous))
+            first = ts
+    query |= Q(bucket_start__gte=to_datetime(first), bucket_start__lte=to_datetime(ordered[-1]))
+    return Q(query, granularity=granularity)
+
+
+def _group(values) -> tuple:
+    return tuple(None if v is None else str(v) for v in values)
+
+
 def _sketched_buckets(
     *,
     user_id: int,
@@ -223,13 +291,16 @@ def _sketched_buckets(
     filters: Filters,
     columns: list[str],
     sketches: Sequence[str],
+    models: Sequence[str] | None,
 ) -> dict[tuple[str, int], dict[tuple, Latency]]:
     """{(granularity, bucket start): {group: Latency}} for the given rollup buckets, the stable ones from
-    the cache when they are there; one query for the rest."""
+    the cache when they are there; one query for the rest, merged by the database per bucket and group."""
+    scope = f"{filters.cache_key()}:{','.join(columns)}:{','.join(sketches)}"
+    if models is not None:
+        scope += ":" + hashlib.sha256(repr(sorted(models)).encode()).hexdigest()[:16]
 
     def key(granularity: str, ts: int) -> str:
-        names = f"{','.join(columns)}:{','.join(sketches)}"
-        return f"nm:dash:sketch:{user_id}:{granularity}:{ts}:{filters.cache_key()}:{names}"
+        return f"nm:dash:sketch:{user_id}:{granularity}:{ts}:{scope}"
 
     stable = [(g, ts) for g, ts in buckets if ts + STEPS[g] <= stable_before]
     cached = cache.get_many([key(g, ts) for g, ts in stable]) if stable else {}
@@ -243,32 +314,31 @@ def _sketched_buckets(
         else:
             found[(granularity, ts)] = {group: Latency.from_tuple(values) for group, values in entry.items()}
     if wanted:
-        query = Q()
-        for granularity, starts in wanted.items():
-            query |= Q(granularity=granularity, bucket_start__in=[to_datetime(ts) for ts in starts])
-        rows = (
-            Rollup.objects.filter(query, filters.q(), user_id=user_id)
+        rows = Rollup.objects.filter(filters.q(), user_id=user_id)
+        if models is not None:
+            rows = rows.filter(model__in=models)
+        # A SELECT per granularity, each over ranges of consecutive buckets, in one UNION ALL: PostgreSQL
+        # reads the (user, granularity, bucket_start) index in order and groups without sorting the wide
+        # rows (a sort of them spilled to disk).
+        parts = [
+            rows.filter(_runs(granularity, starts))
             .order_by()
-            .values_list(
-                "granularity",
-                "bucket_start",
-                "requests",
-                "latency_ms_sum",
-                *(f"{name}_sketch" for name in sketches),
-                *columns,
+            .values_list("granularity", "bucket_start", *columns)
+            .annotate(
+                total_requests=Sum("requests"),
+                total_latency_ms=Sum("latency_ms_sum"),
+                **{f"joined_{name}": _JoinedSketches(f"{name}_sketch") for name in sketches},
             )
-        )
-        for granularity, start, requests, latency_sum, *rest in rows.iterator(chunk_size=2000):
-            merged = dict(zip(sketches, rest[: len(sketches)], strict=True))
-            group = tuple(None if v is None else str(v) for v in rest[len(sketches) :])
-            figures = found[(granularity, int(start.timestamp()))].setdefault(group, Latency())
-            figures.add(
-                requests=requests,
-                latency_ms_sum=latency_sum,
-                latency=merged.get("latency"),
-                ttft=merged.get("ttft"),
-                overhead=merged.get("overhead"),
-            )
+            for granularity, starts in wanted.items()
+        ]
+        rows = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+        n = len(columns)
+        for granularity, start, *values in rows:
+            figures = found[(granularity, int(start.timestamp()))].setdefault(_group(values[:n]), Latency())
+            figures.requests += values[n]
+            figures.latency_ms_sum += values[n + 1]
+            for name, joined in zip(sketches, values[n + 2 :], strict=True):
+                _fold_joined(getattr(figures, name), joined)
         fresh = {
             key(granularity, ts): {
                 group: figures.as_tuple() for group, figures in found[(granularity, ts)].items()
@@ -288,34 +358,57 @@ def _sketches(
     start: int,
     end: int,
     coarsest: str,
+    width: int | None,
     filters: Filters,
     group_by: Sequence[str],
-    sketches: Sequence[str] = SKETCHES,
-) -> Iterator[tuple[int, tuple, Latency]]:
-    """(time, group, Latency) pieces of [start, end): a rollup bucket's start, or a raw row's time."""
+    sketches: Sequence[str],
+    models: Sequence[str] | None = None,
+) -> dict[tuple[int, tuple], Latency]:
+    """{(bucket start, group): Latency} over [start, end): buckets of `width` seconds, or one bucket (0)
+    for the whole range when `width` is None. Rollups before the raw boundary, in the largest buckets up
+    to `coarsest`; raw rows after it."""
     columns = [DIMENSIONS[name] for name in group_by]
     boundary = selectors.raw_boundary()
+    result: dict[tuple[int, tuple], Latency] = {}
+
+    def bucket(ts: int) -> int:
+        return 0 if width is None else floor_to(ts, width)
+
     if start < boundary:
-        buckets = list(_rollup_buckets(start, min(end, boundary), coarsest))
         found = _sketched_buckets(
             user_id=user_id,
-            buckets=buckets,
+            buckets=list(_rollup_buckets(start, min(end, boundary), coarsest)),
             stable_before=boundary - STABLE_SECONDS,
             filters=filters,
             columns=columns,
             sketches=sketches,
+            models=models,
         )
         for (_, ts), groups in found.items():
+            at = bucket(ts)
             for group, figures in groups.items():
-                yield ts, group, figures
+                merged = result.get((at, group))
+                if merged is None:
+                    result[(at, group)] = figures  # no copy: `found` is not used again
+                else:
+                    merged.merge(figures)
     if max(start, boundary) < end:
-        raw = _raw_rows(user_id, max(start, boundary), end, filters).values_list(
-            "created_at", "latency_ms", "ttft_ms", "overhead_ms", *columns
-        )
-        for created_at, latency_ms, ttft_ms, overhead_ms, *values in raw.iterator(chunk_size=5000):
-            figures = Latency()
-            figures.add_value(latency_ms, ttft_ms, overhead_ms)
-            yield int(created_at.timestamp()), tuple(None if v is None else str(v) for v in values), figures
+        raw = _raw_rows(user_id, max(start, boundary), end, filters)
+        if models is not None:
+            raw = raw.filter(model__in=models)
+        rows = raw.values_list("created_at", "latency_ms", "ttft_ms", "overhead_ms", *columns)
+        for created_at, latency_ms, ttft_ms, overhead_ms, *values in rows:  # minutes of traffic: one fetch
+            at = bucket(int(created_at.timestamp()))
+            figures = result.get((at, group := _group(values)))
+            if figures is None:
+                figures = result[(at, group)] = Latency()
+            figures.add_value(
+                latency_ms,
+                ttft_ms if "ttft" in sketches else None,
+                overhead_ms if "overhead" in sketches else None,
+                latency="latency" in sketches,
+            )
+    return result
 
 
 def latency_buckets(
@@ -327,25 +420,26 @@ def latency_buckets(
     filters: Filters = Filters(),
     group_by: Sequence[str] = (),
     sketches: Sequence[str] = SKETCHES,
+    models: Sequence[str] | None = None,
 ) -> dict[tuple[int, tuple], Latency]:
     """{(bucket start, group values): Latency} over [start, end), both aligned to `width` (60, 3600, 86400).
 
-    Buckets and groups without requests are absent. `sketches` names the ones read (the others stay empty).
+    Buckets and groups without requests are absent. `sketches` names the ones read (the others stay empty);
+    `models`, if given, keeps those models' requests only.
     """
     if start % width or end % width:
         raise ValueError("latency ranges are aligned to the bucket width")
-    result: dict[tuple[int, tuple], Latency] = {}
-    for ts, group, figures in _sketches(
+    return _sketches(
         user_id=user_id,
         start=start,
         end=end,
         coarsest=_WIDTH_GRANULARITY[width],
+        width=width,
         filters=filters,
         group_by=group_by,
         sketches=sketches,
-    ):
-        result.setdefault((floor_to(ts, width), group), Latency()).merge(figures)
-    return result
+        models=models,
+    )
 
 
 def latency_groups(
@@ -358,15 +452,14 @@ def latency_groups(
     sketches: Sequence[str] = SKETCHES,
 ) -> dict[tuple, Latency]:
     """{group values: Latency} over the whole of [start, end) (minute-aligned), from the coarsest rollups."""
-    result: dict[tuple, Latency] = {}
-    for _, group, figures in _sketches(
+    found = _sketches(
         user_id=user_id,
         start=start,
         end=end,
         coarsest=Rollup.Granularity.DAY,
+        width=None,
         filters=filters,
         group_by=group_by,
         sketches=sketches,
-    ):
-        result.setdefault(group, Latency()).merge(figures)
-    return result
+    )
+    return {group: figures for (_, group), figures in found.items()}

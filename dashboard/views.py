@@ -12,6 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.formats import date_format
 from django.views.decorators.http import require_POST
 
 from accounts.models import ApiKey
@@ -23,8 +24,8 @@ from analytics.selectors import Performance, Totals
 from dashboard import charts, recommendations, reports
 from dashboard.forms import FilterForm, LogFilterForm
 from dashboard.reports import change, error_rate, ranked, tokens
-from dashboard.selectors import latency_buckets
-from dashboard.templatetags.dashboard import compact, label
+from dashboard.templatetags.dashboard import compact, label, rate, usd
+from dashboard.templatetags.dashboard import ms as milliseconds
 
 
 def api_base_url(request: HttpRequest) -> str:
@@ -156,8 +157,14 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/overview.html", context)
 
 
+def _kpi(label: str, display: str, foot: str) -> dict:
+    """A key figure with a line under it (dashboard/kpi.html)."""
+    return {"label": label, "display": display, "foot": foot}
+
+
 def _card(label, value, delta, better: str = "", *, money: bool = False, ms: bool = False) -> dict:
-    return {"label": label, "value": value, "change": delta, "better": better, "money": money, "ms": ms}
+    display = usd(value) if money else milliseconds(value) if ms else value
+    return {"label": label, "value": value, "display": display, "change": delta, "better": better}
 
 
 # --- costs ---------------------------------------------------------------------------------------------
@@ -170,7 +177,9 @@ def costs(request: HttpRequest) -> HttpResponse:
     options = reports.filter_options(user_id=user.id)
     form = FilterForm(request.GET, keys=keys, options=options)
     period, filters = form.period(), form.filters()
-    usage = reports.usage(user_id=user.id, period=period, filters=filters, series=("model", "task_type"))
+    usage = reports.usage(
+        user_id=user.id, period=period, filters=filters, series=("model", "task_type"), compare=False
+    )
     month = reports.month_to_date(user_id=user.id)
     budgets = reports.key_budgets(user=user, keys=[k for k in keys if k.is_active], spent=month.by_key)
 
@@ -207,9 +216,25 @@ def costs(request: HttpRequest) -> HttpResponse:
             list(reversed([row[:10] for row in matrix[:12]])),
         ),
     }
+    current = usage.current
+    kpis = [
+        _kpi("Spend in period", usd(current.cost_usd), f"{compact(current.requests)} requests"),
+        _kpi("Month to date", usd(month.spent), f"{date_format(month.month_start, 'F Y')}, all keys"),
+        _kpi(
+            "Projected month end",
+            usd(month.projected),
+            f"at this month's pace · day {month.day} of {month.days}",
+        ),
+        _kpi(
+            "Avg cost / request",
+            usd(current.cost_usd / current.requests) if current.requests else "—",
+            "in the period",
+        ),
+    ]
     context = {
         "form": form,
         "period": period,
+        "kpis": kpis,
         "usage": usage,
         "tasks": tasks,
         "pivot": pivot,
@@ -218,7 +243,6 @@ def costs(request: HttpRequest) -> HttpResponse:
         "month": month,
         "budgets": budgets,
         "figures": figures,
-        "avg_cost": usage.current.cost_usd / usage.current.requests if usage.current.requests else None,
         "has_traffic": usage.current.requests > 0,
     }
     return render(request, "dashboard/costs.html", context)
@@ -239,7 +263,8 @@ def performance(request: HttpRequest) -> HttpResponse:
     form = FilterForm(request.GET, keys=[], options={})
     form.show_filters = False
     period = form.period()
-    groups = reports.performance(user_id=user_id, period=period)
+    report = reports.performance(user_id=user_id, period=period)
+    groups = report.groups
     now = selectors.to_unix(selectors.now())
     minutes = max((min(period.end, now) - period.start) / 60, 1)
     rows = [performance_object(perf, minutes) | {"totals": perf.totals} for perf in groups]
@@ -254,19 +279,10 @@ def performance(request: HttpRequest) -> HttpResponse:
     top = rows[:8]
     streamed = [row for row in rows if row["ttft_ms"]["p50"] is not None][:8]
     labels = [row["model"] for row in top]
-    top_models = [row["model"] for row in rows[:5]]
-    over_time = latency_buckets(
-        user_id=user_id,
-        start=period.start,
-        end=period.end,
-        width=period.width,
-        group_by=("model",),
-        sketches=("latency",),
-    )
+    top_models = report.top_models
     per_model: dict[str, dict[int, float | None]] = defaultdict(dict)
-    for (ts, (model,)), figures in over_time.items():
-        if model in top_models:
-            per_model[model][ts] = figures.latency_q(0.95)
+    for (ts, model), figures in report.over_time.items():
+        per_model[model][ts] = figures.latency_q(0.95)
     starts = list(period.bucket_starts)
     figures = {
         "latency_by_model": charts.grouped_bars(
@@ -319,9 +335,34 @@ def performance(request: HttpRequest) -> HttpResponse:
             percent=True,
         ),
     }
+    kpis = [
+        _kpi(
+            "Requests / minute",
+            f"{total['requests_per_minute']:.2f}",
+            f"{compact(total['requests'])} requests",
+        ),
+        _kpi(
+            "p50 latency",
+            milliseconds(total["latency_ms"]["p50"]),
+            f"p99 {milliseconds(total['latency_ms']['p99'])}",
+        ),
+        _kpi("p95 latency", milliseconds(total["latency_ms"]["p95"]), "total request time"),
+        _kpi(
+            "p50 time to first token",
+            milliseconds(total["ttft_ms"]["p50"]),
+            f"p95 {milliseconds(total['ttft_ms']['p95'])}",
+        ),
+        _kpi("Error rate", rate(total["error_rate"]), f"{compact(total['errors'])} errors"),
+        _kpi(
+            "Gateway overhead",
+            milliseconds(overhead["p50"]),
+            f"p50 · p95 {milliseconds(overhead['p95'])} · p99 {milliseconds(overhead['p99'])}",
+        ),
+    ]
     context = {
         "form": form,
         "period": period,
+        "kpis": kpis,
         "rows": rows,
         "provider_rows": provider_rows,
         "total": total,

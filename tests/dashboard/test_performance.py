@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from analytics import selectors
+from analytics.api import performance_object
+from dashboard.reports import period_of
+from tests.analytics.factories import NOW
 
 pytestmark = pytest.mark.django_db
 
@@ -37,3 +44,31 @@ def test_empty(web, user, monkeypatch):
     pin_clock(monkeypatch)
     response = web.get("/dashboard/performance/")
     assert response.status_code == 200 and "No requests in this period." in response.content.decode()
+
+
+@pytest.mark.parametrize("range_key", ["24h", "7d", "30d"])
+def test_every_range_agrees_with_the_performance_api(web, user, traffic, range_key):
+    """Whether the page reads its buckets once for both the table and the series (24 h, 30 d) or the
+    table from the coarsest rollups (7 d), each row is what the API's own merge gives over the range."""
+    period = period_of(range_key)
+    minutes = max((min(period.end, int(NOW.timestamp())) - period.start) / 60, 1)
+    groups, _ = selectors.performance_by_model(user_id=user.id, start=period.start, end=period.end)
+    expected = {(g.model, g.provider): performance_object(g, minutes) for g in groups}
+    rows = web.get("/dashboard/performance/", {"range": range_key}).context["rows"]
+    assert {
+        (row["model"], row["provider"]): {k: row[k] for k in expected[(row["model"], row["provider"])]}
+        for row in rows
+    } == expected
+    series = {trace["name"] for trace in figures_of(web, range_key)["p95_over_time"]["data"]}
+    assert series == {"gpt-4o", "claude-3-5-sonnet"}
+
+
+def figures_of(web, range_key: str) -> dict:
+    response = web.get("/dashboard/performance/", {"range": range_key})
+    body = response.content.decode()
+    found = {}
+    for name in response.context["figures"]:
+        marker = f'id="fig-{name.replace("_", "-")}" type="application/json">'
+        start = body.index(marker) + len(marker)
+        found[name] = json.loads(body[start : body.index("</script>", start)])
+    return found
