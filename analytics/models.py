@@ -174,6 +174,46 @@ class Rollup(models.Model):
         return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} user {self.user_id} {self.model}"
 
 
+class LatencyRollup(models.Model):
+    """A bucket's latency figures per user × model × provider: its Rollup rows (every key and task type)
+    merged, so a page without a key or task-type filter merges a few sketches per bucket, not one per
+    key × task type. Sketches merge exactly by adding counts, so the figures are the same.
+
+    Hour and day buckets only (minutes are read only at a range's edges). Written only by
+    analytics.rollups, in the transaction that writes the bucket's Rollup rows, from those rows: the two
+    never disagree.
+    """
+
+    granularity = models.CharField(max_length=6, choices=Rollup.Granularity.choices)
+    bucket_start = models.DateTimeField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    model = models.CharField(max_length=200, blank=True)
+    provider = models.CharField(max_length=50, blank=True)
+
+    requests = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0)
+    latency_sketch = models.JSONField(default=dict)
+    ttft_sketch = models.JSONField(default=dict)
+    overhead_sketch = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [
+            # The dashboard's and the performance API's sketch reads: one user's buckets over a range.
+            models.Index(fields=["user", "granularity", "bucket_start"], name="latencyrollup_user_bucket"),
+            # Re-rolling a bucket for every user (rollup_rebuild) deletes and rewrites its rows.
+            models.Index(fields=["granularity", "bucket_start"], name="latencyrollup_bucket"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} user {self.user_id} "
+            f"{self.model} ({self.provider})"
+        )
+
+
 class RollupCursor(models.Model):
     """How far the rollup has read the request log (by row id), so rows that arrive late are folded in."""
 

@@ -177,10 +177,10 @@ def create_people() -> list[tuple[int, list[str]]]:
 
 def vacuum(dsn: str) -> None:
     """What autovacuum would have done by the time these rows had trickled in (not timed)."""
-    from analytics.models import RequestLog, Rollup
+    from analytics.models import LatencyRollup, RequestLog, Rollup
 
     with psycopg.connect(dsn, autocommit=True) as conn:
-        for model in (RequestLog, Rollup):
+        for model in (RequestLog, Rollup, LatencyRollup):
             conn.execute(f"VACUUM (ANALYZE) {model._meta.db_table}")
 
 

@@ -7,7 +7,8 @@ On the database DATABASE_URL names (SQLite by default), for a user `bench-dashbo
 earlier data is replaced): `--raw-rows` request-log rows spread over the last 30 days (COPY on
 PostgreSQL: 10M take ~10 minutes; the pages must never scan them), `--recent` more in the last few
 minutes (the raw window every figure reads), and rollups for `--groups` distinct key × model × provider ×
-task combinations over `--days` days, as the rollup job would have written them: every group 1-60
+task combinations over `--days` days, as the rollup job would have written them (LatencyRollup rows
+included): every group 1-60
 requests an hour, each row's sketches holding its own requests (so a busy day row has ~140 latency
 keys), days merged from their hours, minutes for the last two hours. `--keep` reuses the raw rows of an
 earlier run and writes the rollups and the recent rows again for the current time.
@@ -81,13 +82,14 @@ def build(email: str, args, *, keep: bool = False) -> object:
 
     from accounts.models import ApiKey, User
     from accounts.services import api_key_create
-    from analytics.models import RequestLog, Rollup
+    from analytics.models import LatencyRollup, RequestLog, Rollup
 
     rng = random.Random(1)
     user = User.objects.filter(email=email).first()
     if user is not None and not keep:  # one DELETE each (no per-row cascade), then the user
         RequestLog.objects.filter(user=user).delete()
         Rollup.objects.filter(user=user).delete()
+        LatencyRollup.objects.filter(user=user).delete()
         user.delete()
         user = None
     if user is None:
@@ -144,12 +146,15 @@ def build(email: str, args, *, keep: bool = False) -> object:
 
     started = time.monotonic()
     Rollup.objects.filter(user=user).delete()
+    LatencyRollup.objects.filter(user=user).delete()
     write_rollups(random.Random(2), user, groups, now, args.days)
     count = Rollup.objects.filter(user=user).count()
-    print(f"{count:,} rollup rows in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    latency = LatencyRollup.objects.filter(user=user).count()
+    seconds = time.monotonic() - started
+    print(f"{count:,} rollup rows and {latency:,} latency rollup rows in {seconds:.0f} s", file=sys.stderr)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:  # what autovacuum would have done by now (untimed)
-            for model in (RequestLog, Rollup):
+            for model in (RequestLog, Rollup, LatencyRollup):
                 cursor.execute(f"VACUUM (ANALYZE) {model._meta.db_table}")
     return user
 
@@ -190,9 +195,12 @@ def write_rollups(rng, user, groups, now: datetime, days: int) -> None:
     """Rollup rows as the rollup job leaves them for steady traffic: every group 1-60 requests an hour
     (about 10M requests over 60 days for 200 groups), each row's sketches holding its own requests; days
     merged from their hours; minutes (a request or two per group, half the groups) for the last two hours.
+    With them, the LatencyRollup rows the job writes, by its own function (`latency_rollups_of`); a batch
+    always holds whole buckets.
     """
     from analytics import sketch
-    from analytics.rollups import _insert
+    from analytics.models import LatencyRollup
+    from analytics.rollups import _insert, latency_rollups_of
 
     # Sketches of n requests (8 variants each): the same sizes as real ones, without drawing every value.
     pool = {
@@ -246,6 +254,7 @@ def write_rollups(rng, user, groups, now: datetime, days: int) -> None:
     def flush(force: bool = False) -> None:
         if batch and (force or len(batch) >= 20_000):
             _insert(batch)
+            _insert(latency_rollups_of(batch), model=LatencyRollup)
             batch.clear()
 
     day_start = first_hour

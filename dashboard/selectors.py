@@ -10,12 +10,16 @@ sketch key — about 0.1 µs for PostgreSQL to turn it into text and 0.1 µs for
 (measured with bench/dashboard_pages.py; merging in the database with jsonb_each and SUM took 0.3–0.5 µs).
 So each read asks only for the sketches its figures need, from the coarsest rollups that fit; the
 database groups the rows per bucket and group and joins their sketches into one text (`_JoinedSketches`),
-which Python parses with one call and adds up in one loop. That work still grows with groups × buckets
-× keys (a 30-day view of 200 busy groups is ~2 million keys), so the merged sketches of each rollup bucket
-are cached once the bucket is STABLE_SECONDS older than the raw boundary — the rollup job has long
-finished with it — for CACHE_SECONDS: a page seen again merges a few hundred cached buckets plus the
-last minutes' rollups and raw rows. A bucket rolled again later (a row that arrived very late, a
-rebuild) shows its new figures once its cache entry expires.
+which Python parses with one call and adds up in one loop. At the Rollup grain that work grows with
+key × model × provider × task-type groups × buckets × keys (a 30-day view of 200 busy groups is ~2
+million keys), so a read that neither filters nor groups by key or task type — every page but a filtered
+one — reads the LatencyRollup rows of hour and day buckets instead: the same bucket's sketches merged per
+model × provider by the rollup job (analytics.rollups), identical figures from a fraction of the keys
+(minute buckets, at a range's edges only, have none). The merged sketches
+of each rollup bucket are also cached once the bucket is STABLE_SECONDS older than the raw boundary —
+the rollup job has long finished with it — for CACHE_SECONDS: a page seen again merges a few hundred
+cached buckets plus the last minutes' rollups and raw rows. A bucket rolled again later (a row that
+arrived very late, a rebuild) shows its new figures once its cache entry expires.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from django.core.cache import cache
 from django.db.models import Aggregate, Q, Sum, TextField
 
 from analytics import selectors, sketch
-from analytics.models import RequestLog, Rollup
+from analytics.models import LatencyRollup, RequestLog, Rollup
+from analytics.rollups import LATENCY_GRANULARITIES
 from analytics.selectors import DIMENSIONS, MODEL_ENDPOINTS, STEPS, Totals, floor_to, to_datetime
 
 _WIDTH_GRANULARITY = {seconds: granularity for granularity, seconds in STEPS.items()}
@@ -279,6 +284,20 @@ def _runs(granularity: str, starts: list[int]) -> Q:
     return Q(query, granularity=granularity)
 
 
+_LATENCY_ROLLUP_COLUMNS = {"model", "provider"}  # what LatencyRollup keeps of Rollup's grain
+
+
+def _sketch_source(
+    filters: Filters, columns: Sequence[str], granularity: str
+) -> type[Rollup] | type[LatencyRollup]:
+    """LatencyRollup (per model × provider, hours and days) when the read needs neither keys nor task
+    types, else Rollup."""
+    if granularity not in LATENCY_GRANULARITIES:
+        return Rollup
+    filtered = filters.as_dict().keys() - _LATENCY_ROLLUP_COLUMNS
+    return Rollup if filtered or set(columns) - _LATENCY_ROLLUP_COLUMNS else LatencyRollup
+
+
 def _group(values) -> tuple:
     return tuple(None if v is None else str(v) for v in values)
 
@@ -314,14 +333,17 @@ def _sketched_buckets(
         else:
             found[(granularity, ts)] = {group: Latency.from_tuple(values) for group, values in entry.items()}
     if wanted:
-        rows = Rollup.objects.filter(filters.q(), user_id=user_id)
-        if models is not None:
-            rows = rows.filter(model__in=models)
+
+        def rows_of(granularity: str):
+            rows = _sketch_source(filters, columns, granularity).objects.filter(filters.q(), user_id=user_id)
+            return rows if models is None else rows.filter(model__in=models)
+
         # A SELECT per granularity, each over ranges of consecutive buckets, in one UNION ALL: PostgreSQL
         # reads the (user, granularity, bucket_start) index in order and groups without sorting the wide
         # rows (a sort of them spilled to disk).
         parts = [
-            rows.filter(_runs(granularity, starts))
+            rows_of(granularity)
+            .filter(_runs(granularity, starts))
             .order_by()
             .values_list("granularity", "bucket_start", *columns)
             .annotate(

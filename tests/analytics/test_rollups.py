@@ -408,11 +408,11 @@ def test_two_workers_rewriting_the_same_bucket_at_once_leave_it_single(transacti
     real_insert = rollups._insert
     first_has_deleted = threading.Event()
 
-    def slow_insert(rows):
-        if threading.current_thread().name == "first":
+    def slow_insert(rows, **kwargs):
+        if threading.current_thread().name == "first" and not kwargs:  # before its latency rollups
             first_has_deleted.set()
             time.sleep(0.5)  # the second worker arrives while this one holds the bucket
-        real_insert(rows)
+        real_insert(rows, **kwargs)
 
     monkeypatch.setattr(rollups, "_insert", slow_insert)
     errors = []

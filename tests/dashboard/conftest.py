@@ -13,7 +13,8 @@ from django.test import Client
 from accounts.models import ApiKey, User
 from accounts.services import api_key_create
 from analytics.models import Recommendation, RequestLog
-from tests.analytics.factories import CLAUDE, NOW, log_row, pin_clock, rolled_up
+from tests.analytics.factories import CLAUDE, NOW, log_row, pin_clock
+from tests.dashboard.factories import rolled_up
 
 PASSWORD = "correct-horse-battery-staple"
 

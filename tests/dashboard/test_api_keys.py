@@ -12,8 +12,9 @@ from django.utils import timezone
 from accounts import keys
 from accounts.models import ApiKey
 from accounts.services import api_key_create
-from tests.analytics.factories import NOW, log_row, pin_clock, rolled_up
+from tests.analytics.factories import NOW, log_row, pin_clock
 from tests.conftest import ApiClient
+from tests.dashboard.factories import rolled_up
 
 pytestmark = pytest.mark.django_db
 

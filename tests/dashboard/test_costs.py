@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 
 from accounts.services import api_key_create
-from tests.analytics.factories import NOW, log_row, rolled_up, stored
+from tests.analytics.factories import NOW, log_row, stored
+from tests.dashboard.factories import rolled_up
 
 pytestmark = pytest.mark.django_db
 

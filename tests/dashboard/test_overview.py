@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 
 from analytics.models import RequestLog
 from dashboard.reports import period_of
-from tests.analytics.factories import NOW, log_row, pin_clock, rolled_up, stored
+from tests.analytics.factories import NOW, log_row, pin_clock, stored
+from tests.dashboard.factories import rolled_up
 
 pytestmark = pytest.mark.django_db
 

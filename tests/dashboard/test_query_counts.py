@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.services import api_key_create
 from analytics import sketch
 from analytics.models import Rollup
+from analytics.rollups import latency_rollups_rewrite
 from gateway.catalog import get_catalog, invalidate_catalog
 from tests.analytics.factories import NOW, log_row, pin_clock
 from tests.dashboard.conftest import recommendation_for
@@ -81,6 +82,7 @@ def busy_account(user, *, groups: int, days: int, recent: int) -> None:
         for key, (model, provider), task in combinations
         for granularity, start in starts
     )
+    latency_rollups_rewrite(user_ids=[user.id])
     for n in range(recent):
         log_row(user, keys[n % 3], at=NOW - timedelta(seconds=5 + n), task_type=TASKS[n % 4])
     for n in range(recent):
