@@ -118,6 +118,29 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
 
+@pytest.fixture
+def transactional_db(transactional_db):
+    """pytest-django's, plus: before the database is emptied at the end of a test, let the servers' log
+    writers finish what the test's last requests queued. On PostgreSQL the TRUNCATE of the teardown would
+    otherwise deadlock with a COPY of log rows (each waits for a table the other holds)."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    time.sleep(0.1)  # a queued row reaches its writer within REQUEST_LOG_FLUSH_SECONDS (0.05 s)
+    deadline, quiet = time.monotonic() + 5, 0
+    while quiet < 2 and time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')"
+            )
+            busy = cursor.fetchone()[0]
+        quiet = 0 if busy else quiet + 1
+        time.sleep(0.02)
+
+
 @pytest.fixture(scope="session")
 def fake_provider():
     fake = FakeProvider(port=0)
