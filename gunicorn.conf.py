@@ -28,7 +28,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 control_socket_disable = True
 # Python's cyclic garbage collector, per worker (see post_worker_init): the thresholds of its three
 # generations, "off" to leave Python's defaults (700,10,10).
-_GC_THRESHOLDS = os.environ.get("WEB_GC_THRESHOLDS", "50000,20,20")
+_GC_THRESHOLDS = os.environ.get("WEB_GC_THRESHOLDS", "2000,10,10")
 
 
 def on_starting(server):
@@ -42,9 +42,11 @@ def on_starting(server):
 def post_worker_init(worker):
     """In each worker, once the application is loaded: import every view (the URLconf), then move all the
     objects that exist now — modules, classes, settings, the catalogue — out of the collector's reach
-    (gc.freeze), and let it run less often. With the defaults, a full collection walks those hundreds of
-    thousands of long-lived objects again and again, stalling every request the worker holds; measured at
-    200 slow connections: 0.86x of the no-gateway throughput before, 0.91-0.94x after (bench/README.md)."""
+    (gc.freeze), and let it run a little less often. Otherwise full collections walk those hundreds of
+    thousands of long-lived objects again and again, stalling every request the worker holds. Measured at
+    200 slow connections, alternated runs: 0.86-0.88x of the no-gateway throughput without, 0.92-0.94x with,
+    p99 latency at 1 connection unchanged (~4 ms); a gen-0 threshold of 50,000 gained no more and raised that
+    p99 to 15-30 ms (bench/README.md)."""
     import gc
 
     if _GC_THRESHOLDS == "off":
