@@ -38,11 +38,38 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
-class LiveServer:
+class LoggedProcess:
+    """A child process of the tests (the server, a Celery worker) with its output in a log file."""
+
+    def __init__(self, log_path: Path, env: dict[str, str]):
+        self.log_path = log_path
+        self.env = env
+        self.process: subprocess.Popen | None = None
+
+    def spawn(self, argv: list[str]) -> None:
+        self._log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class LiveServer(LoggedProcess):
     def __init__(self, fake: FakeProvider, log_path: Path, **overrides: str):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
         env = {
             key: value
             for key, value in os.environ.items()
@@ -75,24 +102,11 @@ class LiveServer:
         if settings.REDIS_URL:
             env["REDIS_URL"] = settings.REDIS_URL
         env.update(overrides)
-        self.env = {k: v for k, v in env.items() if v is not None}
-        self.process: subprocess.Popen | None = None
+        super().__init__(log_path, {k: v for k, v in env.items() if v is not None})
 
     def start(self) -> LiveServer:
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "neurometric.wsgi:application",
-                "--config",
-                "gunicorn.conf.py",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+        self.spawn(
+            [sys.executable, "-m", "gunicorn", "neurometric.wsgi:application", "--config", "gunicorn.conf.py"]
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -104,18 +118,6 @@ class LiveServer:
             except requests.RequestException:
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ that beat sends waits in Redis, and when a real worker starts it rolls every one
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -22,7 +21,7 @@ from django.db.models import Sum
 from accounts.services import api_key_create, user_get_or_create
 from analytics.models import RequestLog, Rollup
 from analytics.schedule import BEAT_SCHEDULE, QUEUE
-from tests.e2e.conftest import ROOT, LiveServer
+from tests.e2e.conftest import LiveServer, LoggedProcess
 from tests.redis_util import fresh_redis_url
 
 pytestmark = pytest.mark.e2e
@@ -47,17 +46,11 @@ def queued_server(django_db_setup, fake_provider, broker_url, tmp_path_factory):
     server.stop()
 
 
-class Worker:
+class Worker(LoggedProcess):
     """`celery worker` as the Procfile runs it, on the server's environment (the same database and broker)."""
 
-    def __init__(self, env: dict[str, str], log_path):
-        self.env = env
-        self.log_path = log_path
-        self.process: subprocess.Popen | None = None
-
     def start(self) -> Worker:
-        self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
+        self.spawn(
             [
                 sys.executable,
                 "-m",
@@ -75,26 +68,9 @@ class Worker:
                 f"e2e-worker-down-{time.monotonic_ns()}@%h",
                 "--without-gossip",
                 "--without-mingle",
-            ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            ]
         )
         return self
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def _rollup_totals(user, granularity: str) -> dict:
@@ -143,7 +119,7 @@ def test_with_the_worker_down_logs_land_and_are_rolled_up_when_it_returns(
     assert not Rollup.objects.filter(user=user).exists()
     assert broker.llen(QUEUE) == 1
 
-    worker = Worker(queued_server.env, tmp_path / "worker.log").start()
+    worker = Worker(tmp_path / "worker.log", queued_server.env).start()
     try:
         deadline = time.monotonic() + 60
         while _rollup_totals(user, Rollup.Granularity.DAY) != expected and time.monotonic() < deadline:
