@@ -166,16 +166,7 @@ def rollup_buckets(
             _lock_block(granularity, block)
             rows = _aggregate(granularity, block_starts, users)
             for model in (Rollup, LatencyRollup) if granularity in LATENCY_GRANULARITIES else (Rollup,):
-                stale = model.objects.filter(
-                    # the range lets PostgreSQL walk one stretch of an index, not test every row of the users
-                    granularity=granularity,
-                    bucket_start__gte=block_starts[0],
-                    bucket_start__lte=block_starts[-1],
-                    bucket_start__in=block_starts,
-                )
-                if users is not None:
-                    stale = stale.filter(user_id__in=users)
-                stale.delete()
+                _delete_buckets(model, granularity, block_starts, users)
             _insert(rows)
             _insert(latency_rollups_of(rows), model=LatencyRollup)
         written += len(rows)
@@ -228,15 +219,31 @@ def latency_rollups_rewrite(*, user_ids: Iterable[int] | None = None) -> int:
             with transaction.atomic():
                 _lock_block(granularity, block)
                 block_rows = rows.filter(bucket_start__in=block_starts)
-                stale = LatencyRollup.objects.filter(granularity=granularity, bucket_start__in=block_starts)
-                if users is not None:
-                    stale = stale.filter(user_id__in=users)
-                stale.delete()
+                _delete_buckets(LatencyRollup, granularity, block_starts, users)
                 now = timezone.now()
                 merged = latency_rollups_of(row | {"updated_at": now} for row in block_rows.values(*fields))
                 _insert(merged, model=LatencyRollup)
             written += len(merged)
     return written
+
+
+def _delete_buckets(
+    model: type[Rollup] | type[LatencyRollup],
+    granularity: str,
+    starts: list[datetime],
+    users: list[int] | None,
+) -> None:
+    """Delete the rows of these buckets (of these users, or every user's), before they are written again."""
+    stale = model.objects.filter(
+        # the range lets PostgreSQL walk one stretch of an index, not test every row of the users
+        granularity=granularity,
+        bucket_start__gte=min(starts),
+        bucket_start__lte=max(starts),
+        bucket_start__in=starts,
+    )
+    if users is not None:
+        stale = stale.filter(user_id__in=users)
+    stale.delete()
 
 
 def _lock_block(granularity: str, block: datetime) -> None:
