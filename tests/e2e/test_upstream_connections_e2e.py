@@ -19,16 +19,6 @@ MODELS = {
 ROUNDS = 6
 
 
-def _wait_for_rows(count: int, timeout: float = 10.0) -> None:
-    """The server writes log rows in the background: the test's database teardown must not race them."""
-    from analytics.models import RequestLog
-
-    deadline = time.monotonic() + timeout
-    while RequestLog.objects.count() < count:
-        assert time.monotonic() < deadline, f"fewer than {count} log rows after {timeout}s"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "plain"])
 @pytest.mark.parametrize("provider", list(MODELS))
 def test_requests_in_a_row_reuse_the_upstream_connections(sdk, fake_provider, provider, stream):
@@ -43,7 +33,6 @@ def test_requests_in_a_row_reuse_the_upstream_connections(sdk, fake_provider, pr
     assert len(fake_provider.requests) == ROUNDS
     # The server runs 2 workers, each with its own pool: at most one connection each.
     assert len(peers) <= 2, f"{len(peers)} upstream connections for {ROUNDS} requests"
-    _wait_for_rows(ROUNDS)
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic"])
@@ -65,4 +54,3 @@ def test_a_provider_that_holds_the_body_open_after_its_end_event_does_not_hold_t
     )
     assert response.status_code == 200 and response.text.endswith("data: [DONE]\n\n")
     assert time.monotonic() - started < 4
-    _wait_for_rows(1)
