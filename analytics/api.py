@@ -275,6 +275,15 @@ class RequestSerializer(serializers.Serializer):
     end_user = serializers.CharField()
     stream = serializers.BooleanField()
     finish_reason = serializers.CharField()
+    cache_hit = serializers.BooleanField(help_text="Answered from the response cache: cost_usd is 0.")
+    cost_saved_usd = serializers.CharField(
+        allow_null=True, help_text="On a cache hit: what the answer would have cost at the catalogue price."
+    )
+    routing_rule_id = serializers.IntegerField(
+        allow_null=True,
+        help_text="The routing rule (an applied recommendation) that sent it to another model; the "
+        "response carried it as x-neurometric-rule.",
+    )
 
     class Meta:
         ref_name = "Request"
@@ -317,6 +326,9 @@ def request_object(row: RequestLog) -> dict:
         "end_user": row.end_user,
         "stream": row.stream,
         "finish_reason": row.finish_reason,
+        "cache_hit": row.cache_hit,
+        "cost_saved_usd": money(row.cost_saved_usd),
+        "routing_rule_id": row.routing_rule_id,
     }
 
 

@@ -26,6 +26,7 @@ from dashboard.forms import FilterForm, LogFilterForm
 from dashboard.reports import change, error_rate, ranked, tokens
 from dashboard.templatetags.dashboard import compact, label, rate, usd
 from dashboard.templatetags.dashboard import ms as milliseconds
+from gateway.models import RoutingRule
 
 
 def api_base_url(request: HttpRequest) -> str:
@@ -412,6 +413,14 @@ def log_detail(request: HttpRequest, request_id: str) -> HttpResponse:
     if row is None:
         raise Http404("No such request of yours.")
     api_key = ApiKey.objects.filter(id=row.api_key_id, user=request.user).first() if row.api_key_id else None
+    # The routing rule (an applied recommendation) that picked the model: the log shows why it changed.
+    routing_rule = (
+        RoutingRule.objects.filter(pk=row.routing_rule_id, api_key__user=request.user)
+        .select_related("recommendation")
+        .first()
+        if row.routing_rule_id
+        else None
+    )
 
     def pretty(value) -> str | None:
         return None if value is None else json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False)
@@ -427,6 +436,7 @@ def log_detail(request: HttpRequest, request_id: str) -> HttpResponse:
         "pricing": row.pricing or {},
         "cache_hit": getattr(row, "cache_hit", False),
         "cost_saved_usd": getattr(row, "cost_saved_usd", None),
+        "routing_rule": routing_rule,
     }
     return render(request, "dashboard/log_detail.html", context)
 

@@ -195,6 +195,9 @@ def test_one_request_has_the_full_shape(api, owner, owner_key):
         "end_user": "user-42",
         "stream": True,
         "finish_reason": "stop",
+        "cache_hit": False,
+        "cost_saved_usd": None,
+        "routing_rule_id": None,
     }
 
 

@@ -322,3 +322,25 @@ def test_a_failed_replay_is_skipped_and_reported(api, owner, storing_key, django
 
     assert evaluation.status == "done" and (evaluation.compared, evaluation.agreed) == (5, 5)
     assert evaluation.error.startswith("1 of the replays failed and were skipped")
+
+
+@responses.activate
+def test_the_defaults_are_a_sample_of_50_a_dollar_and_the_configured_judge(
+    api, owner, storing_key, django_capture_on_commit_callbacks, settings
+):
+    settings.SHADOW_JUDGE_MODEL = "gpt-4.1-mini"
+    prompts = [f"Tell me about planet {n}." for n in range(60)]
+    answers = {p: f"Planet {n} is far." for n, p in enumerate(prompts)}
+    upstream = FakeUpstream({"gpt-4o": answers, "gpt-4o-mini": answers}, lambda first, second: "SAME")
+    responses.add_callback(responses.POST, UPSTREAM, callback=upstream)
+    _traffic(api, prompts, HTTP_X_NEUROMETRIC_TASK="question_answering")
+    rec = _recommendation(owner, storing_key[0], task_type="", suggested="gpt-4o-mini")
+
+    queued, evaluation = _evaluate(api, rec, django_capture_on_commit_callbacks)
+
+    assert (queued["sample_size"], queued["budget_usd"]) == (50, "1.0000")
+    assert evaluation.judge_model == "gpt-4.1-mini"
+    assert {b["model"] for b in upstream.judge_calls()} == {"gpt-4.1-mini"}
+    # 50 of the 60 stored requests, each judged twice, well within the budget
+    assert (evaluation.compared, evaluation.agreed, len(upstream.judge_calls())) == (50, 50, 100)
+    assert (evaluation.ci_low, evaluation.ci_high) == wilson(50, 50)

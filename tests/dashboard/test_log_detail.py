@@ -79,3 +79,35 @@ def test_errors_and_missing_bodies(web, user, monkeypatch):
 
 def test_unknown_ids_are_404(web):
     assert web.get("/dashboard/logs/req_nope/").status_code == 404
+
+
+def test_a_routed_request_names_its_rule_and_recommendation(web, user, monkeypatch):
+    pin_clock(monkeypatch)
+    from accounts.services import api_key_create
+    from analytics.models import Recommendation
+    from gateway.models import RoutingRule
+
+    key, _ = api_key_create(user=user, name="routed key")
+    rec = Recommendation.objects.create(
+        user=user,
+        kind="cheaper_model",
+        fingerprint="r" * 64,
+        title="Use gpt-4o-mini instead of gpt-4o for classification",
+        detail="...",
+        scope={"model": "gpt-4o", "task_type": "classification", "api_key_ids": [str(key.id)]},
+        suggested_model="gpt-4o-mini",
+        estimated_monthly_savings_usd="12.5",
+        savings_arithmetic="...",
+        confidence=0.6,
+    )
+    rule = RoutingRule.objects.create(
+        api_key=key,
+        from_model="gpt-4o",
+        task_type="classification",
+        to_model="gpt-4o-mini",
+        recommendation=rec,
+    )
+    row = log_row(user, key, at=NOW, requested_model="gpt-4o", model="gpt-4o-mini", routing_rule_id=rule.id)
+    body = web.get(f"/dashboard/logs/{row.request_id}/").content.decode()
+    assert f"#{rule.id}: gpt-4o (classification) → gpt-4o-mini" in body
+    assert rec.title in body

@@ -378,6 +378,12 @@ def test_a_hit_is_logged_free_with_the_cost_it_saved(api, owner, backend):
     assert (hit_row.status_code, hit_row.finish_reason, hit_row.user) == (200, "stop", owner)
     assert (hit_row.model, hit_row.served_model) == ("gpt-4o", "gpt-4o-2024-08-06")
     assert hit_row.upstream_ms == 0 and hit_row.ttft_ms is not None
+    logged = api.get(f"/v1/requests/{hit_row.request_id}").json()  # the log, as the user reads it
+    assert (logged["cache_hit"], logged["cost_usd"], logged["cost_saved_usd"]) == (
+        True,
+        "0.000000000000",
+        "0.004000000000",
+    )
 
 
 @responses.activate

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
+from analytics import tasks
 from analytics.models import Recommendation, RequestLog
 from analytics.recommendations.services import realised_savings
 from gateway import rules as gateway_rules
@@ -77,6 +78,12 @@ def test_apply_routes_classification_for_gpt_4o_to_gpt_4o_mini(api, recommendati
     assert (row.requested_model, row.model, row.routing_rule_id) == ("gpt-4o", "gpt-4o-mini", rule.id)
     assert row.task_type == "classification"
     assert row.pricing["input_per_mtok"] == "0.15"
+    logged = api.get(f"/v1/requests/{row.request_id}").json()  # the log, as the user reads it
+    assert (logged["requested_model"], logged["model"], logged["routing_rule_id"]) == (
+        "gpt-4o",
+        "gpt-4o-mini",
+        rule.id,
+    )
 
 
 @responses.activate
@@ -192,3 +199,19 @@ def test_realised_savings_are_the_original_price_minus_what_was_paid(api, recomm
     )
     listed = api.get("/v1/recommendations").json()["data"][0]
     assert listed["realised_savings_usd"] is None  # refreshed by the generation task, not on read
+
+
+@responses.activate
+def test_realised_savings_are_shown_next_to_the_estimate_after_the_daily_run(api, owner, recommendation):
+    responses.post(
+        UPSTREAM, json=completion(model="gpt-4o-mini-2024-07-18", prompt=10_000, completion_tokens=100)
+    )
+    api.post(f"/v1/recommendations/{recommendation.id}/apply")
+    _chat(api, CLASSIFY)
+
+    tasks.generate_recommendations(user_id=owner.pk)  # what the daily task and run_analytics do
+
+    [listed] = api.get("/v1/recommendations").json()["data"]
+    # one routed request: 10,000 × ($2.50 − $0.15) + 100 × ($10 − $0.60) per 1M
+    assert listed["status"] == "applied" and listed["estimated_monthly_savings_usd"] == "12.5000"
+    assert listed["realised_savings_usd"] == "0.024440"
