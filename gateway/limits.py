@@ -15,6 +15,11 @@ Budgets are per calendar month in UTC. Admission checks spend < budget, so a bud
 the cost of the requests already in flight when it ran out (at most `max_parallel` requests, when set), plus
 requests that ended in the moment the month's counter was being rebuilt from the request log.
 
+Round trips: a finished request's settlement is sent to Redis as soon as its usage is known — before the
+client has the last byte of the answer — and its reply is read after the answer was sent (`settle_begin`,
+then `Settlement.end`). So the settlement always reaches Redis before anything the client sends next, and
+its round trip overlaps the write of the answer instead of delaying the next request on the connection.
+
 If Redis cannot be reached, limits fail OPEN: the request is served and the failure logged — an outage of
 the limiter must not become an outage of the gateway. Budgets are rebuilt from the request log afterwards.
 """
@@ -38,6 +43,7 @@ from gateway.db import released
 from gateway.durations import format_duration
 from gateway.errors import GatewayError
 from gateway.policies import Policy
+from gateway.redis_scripts import ScriptCalls
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,21 @@ class RateLimited(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class Pending:
+    """A limiter call's answer, read when first asked for: the call may still be on its way to Redis."""
+
+    __slots__ = ("_read", "_value")
+
+    def __init__(self, value=None, read=None):
+        self._value, self._read = value, read
+
+    def result(self):
+        if self._read is not None:
+            read, self._read = self._read, None
+            self._value = read()
+        return self._value
+
+
 @dataclass(slots=True)
 class Admission:
     """What a request took from its key's limits, and the x-ratelimit-* headers it answers with."""
@@ -64,8 +85,27 @@ class Admission:
     headers: dict[str, str]
 
 
+_month: tuple[float, float, str] = (0.0, 0.0, "")  # this month's first second, next month's, and "YYYY-MM"
+
+
 def period(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m")
+    """The budget's calendar month in UTC, "YYYY-MM" (kept while the clock stays in it: the hot path asks
+    twice per request)."""
+    global _month
+    if now is not None:
+        return now.strftime("%Y-%m")
+    start, end, month = _month
+    if not start <= time.time() < end:
+        now = datetime.now(UTC)
+        first = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        following = (
+            first.replace(year=first.year + 1, month=1)
+            if first.month == 12
+            else first.replace(month=first.month + 1)
+        )
+        month = now.strftime("%Y-%m")
+        _month = (first.timestamp(), following.timestamp(), month)
+    return month
 
 
 def _headers(policy: Policy, requests_left: float, tokens_left: float) -> dict[str, str]:
@@ -152,16 +192,20 @@ class Limiter:
 
     def settle(self, admission: Admission, *, used_tokens: int, cost: Decimal | None) -> int | None:
         """Give back the slot, settle tokens and add the cost; returns the month's new spend (nano-USD)."""
+        return self.settle_send(admission, used_tokens=used_tokens, cost=cost).result()
+
+    def settle_send(self, admission: Admission, *, used_tokens: int, cost: Decimal | None) -> Pending:
+        """`settle`, with the answer read later (Pending.result): the round trip overlaps other work."""
         delta = used_tokens - admission.reserved_tokens if admission.policy.tpm else 0
         cost_nano = int(cost * NANO) if cost and admission.policy.monthly_budget_usd is not None else 0
         if not admission.policy.max_parallel and not delta and not cost_nano:
-            return None  # nothing to give back or add (e.g. a key with only `rpm`): no round trip
-        return self._settle(admission, delta, cost_nano)
+            return Pending()  # nothing to give back or add (e.g. a key with only `rpm`): no round trip
+        return self._settle_send(admission, delta, cost_nano)
 
     def _admit(self, key_id, policy, request_id, tokens, budget) -> tuple[str, float, float, float]:
         raise NotImplementedError
 
-    def _settle(self, admission: Admission, delta: int, cost_nano: int) -> int | None:
+    def _settle_send(self, admission: Admission, delta: int, cost_nano: int) -> Pending:
         raise NotImplementedError
 
 
@@ -223,6 +267,9 @@ class DatabaseLimiter(Limiter):
                 )
         return "ok", requests_left, tokens_left, 0.0
 
+    def _settle_send(self, admission, delta, cost_nano):
+        return Pending(self._settle(admission, delta, cost_nano))
+
     def _settle(self, admission, delta, cost_nano):
         from gateway.models import LimitState
 
@@ -273,6 +320,7 @@ class RedisLimiter(Limiter):
         self._init_spend_script = self.redis.register_script(
             "redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])"
         )
+        self._scripts = ScriptCalls(self.redis)
         self._down_until = 0.0
 
     def _keys(self, key_id: str) -> list[str]:
@@ -287,9 +335,33 @@ class RedisLimiter(Limiter):
         try:
             return script(keys=keys, args=args)
         except redis.RedisError:
-            self._down_until = time.monotonic() + _REDIS_RETRY_SECONDS
-            log.exception("Redis is unreachable: rate limits and budgets are not enforced (fail open)")
+            self._went_down()
             return None
+
+    def _send(self, script, keys, args) -> Pending:
+        """The script call sent now, its reply read when asked for (None when Redis is down)."""
+        import redis
+
+        if time.monotonic() < self._down_until:
+            return Pending()
+        try:
+            read = self._scripts.send(script, keys, args)
+        except redis.RedisError:
+            self._went_down()
+            return Pending()
+
+        def receive():
+            try:
+                return read()
+            except redis.RedisError:
+                self._went_down()
+                return None
+
+        return Pending(read=receive)
+
+    def _went_down(self) -> None:
+        self._down_until = time.monotonic() + _REDIS_RETRY_SECONDS
+        log.exception("Redis is unreachable: rate limits and budgets are not enforced (fail open)")
 
     def _admit(self, key_id, policy, request_id, tokens, budget):
         keys = self._keys(key_id)
@@ -303,25 +375,30 @@ class RedisLimiter(Limiter):
             SLOT_TTL_SECONDS,
             SPEND_TTL_SECONDS,
         ]
-        result = self._call(self._admit_script, keys, args)
+        result = self._send(self._admit_script, keys, args).result()
         if result is not None and result[0] == b"spend_unknown":
             self._call(
                 self._init_spend_script, [keys[3]], [_spent_in_log(key_id, period()), SPEND_TTL_SECONDS]
             )
-            result = self._call(self._admit_script, keys, args)
+            result = self._send(self._admit_script, keys, args).result()
         if result is None:
             return "ok", float(policy.rpm or 0), float(policy.tpm or 0), 0.0
         verdict, requests_left, tokens_left, wait = result
         return verdict.decode(), float(requests_left), float(tokens_left), float(wait)
 
-    def _settle(self, admission, delta, cost_nano):
+    def _settle_send(self, admission, delta, cost_nano):
         policy = admission.policy
-        result = self._call(
+        sent = self._send(
             self._settle_script,
             self._keys(admission.key_id),
             [admission.request_id, policy.tpm or 0, delta, cost_nano, SPEND_TTL_SECONDS],
         )
-        return int(result) if result is not None and result >= 0 else None
+
+        def spent() -> int | None:
+            result = sent.result()
+            return int(result) if result is not None and result >= 0 else None
+
+        return Pending(read=spent)
 
 
 _limiter: Limiter | None = None
@@ -342,13 +419,40 @@ def reset_limiter(**kwargs) -> None:
 BUDGET_THRESHOLDS = (80, 100)
 
 
-def settle_limits(admission: Admission, usage, prices: dict | None) -> None:
-    """Settle a finished request and send the budget alerts its cost crossed. Never raises into serving."""
+class Settlement:
+    """A finished request's settlement: sent by `settle_begin`, its answer read (and alerts sent) by `end`."""
+
+    __slots__ = ("admission", "cost", "_spent")
+
+    def __init__(self, admission: Admission, cost: Decimal | None, spent: Pending):
+        self.admission, self.cost, self._spent = admission, cost, spent
+
+    def end(self) -> None:
+        """Read the month's new spend and send the budget alerts the cost crossed. Never raises."""
+        admission, cost = self.admission, self.cost
+        try:
+            spent = self._spent.result()
+        except Exception:
+            log.exception("Could not settle the limits of request %s", admission.request_id)
+            return
+        budget = admission.policy.monthly_budget_usd
+        if spent is None or not cost or not budget:
+            return
+        before = Decimal(spent) / NANO - cost
+        for threshold in BUDGET_THRESHOLDS:
+            line = budget * threshold / 100
+            if before < line <= Decimal(spent) / NANO:
+                from accounts.tasks import budget_alert_send
+
+                budget_alert_send.delay(admission.key_id, period(), threshold)
+
+
+def settle_begin(admission: Admission, usage, prices: dict | None) -> Settlement:
+    """Send a finished request's settlement (slot, tokens, cost); `end()` the result. Never raises."""
     from analytics.pricing import cost_usd
 
-    budget = admission.policy.monthly_budget_usd
     cost = None
-    if budget is not None:
+    if admission.policy.monthly_budget_usd is not None:
         cost = cost_usd(
             prices,
             prompt_tokens=usage.prompt_tokens,
@@ -357,19 +461,11 @@ def settle_limits(admission: Admission, usage, prices: dict | None) -> None:
             completion_tokens=usage.completion_tokens,
         )
     try:
-        spent = get_limiter().settle(admission, used_tokens=usage.total_tokens, cost=cost)
+        spent = get_limiter().settle_send(admission, used_tokens=usage.total_tokens, cost=cost)
     except Exception:
         log.exception("Could not settle the limits of request %s", admission.request_id)
-        return
-    if spent is None or not cost or not budget:
-        return
-    before = Decimal(spent) / NANO - cost
-    for threshold in BUDGET_THRESHOLDS:
-        line = budget * threshold / 100
-        if before < line <= Decimal(spent) / NANO:
-            from accounts.tasks import budget_alert_send
-
-            budget_alert_send.delay(admission.key_id, period(), threshold)
+        spent = Pending()
+    return Settlement(admission, cost, spent)
 
 
 setting_changed.connect(reset_limiter)

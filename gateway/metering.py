@@ -16,7 +16,7 @@ from analytics.classify import normalise_task
 from analytics.pricing import prices_of
 from analytics.services import request_log_record
 from gateway.errors import GatewayError
-from gateway.limits import Admission, settle_limits
+from gateway.limits import Admission, Settlement, settle_begin
 from gateway.usage import Usage
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gateway.routing import Route
     from gateway.validation import ChatRequest
 
+_UNSET = object()
 CLIENT_CLOSED = 499  # nginx's status for a client that went away before the answer ended
 _MAX_ERROR_MESSAGE = 2000
 
@@ -48,11 +49,14 @@ class Call:
         self.fallback_used = False
         self.routing_rule_id: int | None = None  # the key's RoutingRule that picked the model (gateway.rules)
         self.admission: Admission | None = None  # what the request took from its key's limits
+        self.settlement: Settlement | None = None  # its settlement, once sent (`settle_early`)
         self.cache: CacheSlot | None = None  # where its answer is cached, when the response cache is on
         self.cache_hit = False  # answered from the response cache
         self.tags: list[str] | None = _tags(request.META.get("HTTP_X_NEUROMETRIC_TAGS"))
         self.task_hint: str | None = request.META.get("HTTP_X_NEUROMETRIC_TASK")
         self.finished = False
+        self._priced: Any = _UNSET  # the route `_prices` belong to
+        self._prices: dict | None = None
 
     def add_upstream_time(self, seconds: float) -> None:
         self.upstream_s += seconds
@@ -73,6 +77,19 @@ class Call:
     def first_token(self) -> None:
         if self.ttft_s is None:
             self.ttft_s = time.perf_counter() - self.started
+
+    def prices(self) -> dict | None:
+        """The catalogue prices of the model that served the request (what its row records)."""
+        route = self.route
+        if self._priced is not route:  # once per route (a fallback changes it)
+            self._priced, self._prices = route, prices_of(route.model) if route else None
+        return self._prices
+
+    def settle_early(self) -> None:
+        """Send the key's settlement now that the usage is known, before the client has the whole answer:
+        it reaches the limiter before the client's next request, and its reply is read by `finish`."""
+        if self.admission is not None and self.settlement is None and self.usage is not None:
+            self.settlement = settle_begin(self.admission, self.usage, self.prices())
 
     def finish(self, status: int, error: GatewayError | None = None) -> None:
         if self.finished:
@@ -106,7 +123,7 @@ class Call:
             "completion_tokens": usage.completion_tokens,
             "reasoning_tokens": usage.reasoning_tokens,
             "usage_estimated": usage.estimated,
-            "pricing": prices_of(route.model) if route else None,
+            "pricing": self.prices(),
             "latency_ms": latency_s * 1000,
             "ttft_ms": self.ttft_s * 1000 if self.ttft_s is not None else None,
             "upstream_ms": self.upstream_s * 1000,
@@ -130,7 +147,7 @@ class Call:
             row["response_body"] = self.response_body
         request_log_record(row)
         if self.admission is not None:
-            settle_limits(self.admission, usage, row["pricing"])
+            (self.settlement or settle_begin(self.admission, usage, row["pricing"])).end()
 
 
 def _tags(header: str | None) -> list[str] | None:

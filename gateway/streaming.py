@@ -80,6 +80,7 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
                 chunk["usage"] = None
             yield encode(chunk)
         call.usage = Usage.from_openai(reported) or _estimate(chat, route, texts, tool_texts)
+        call.settle_early()
         if include_usage:
             yield encode(_usage_chunk(usage_chunk, last, reported or call.usage.to_openai()))
         call.served_model = last.get("model") or route.upstream_model

@@ -147,6 +147,7 @@ class ChatCompletionsView(GatewayView):
             call.served_model = str(body.get("model") or route.upstream_model)
             call.finish_reason = _first_finish_reason(body)
             call.response_body = body
+            call.settle_early()
             data = orjson.dumps(body)
             response = AfterResponse(
                 data, content_type="application/json", then=lambda: _answered(call, data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,13 +10,16 @@ import orjson
 import pytest
 import responses
 from django.core import mail
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import override_settings
 from django.utils import timezone
 
 from accounts.models import ApiKey, BudgetAlert
 from analytics.models import RequestLog
 from gateway.durations import format_duration
-from tests.gateway.openai_fixtures import UPSTREAM, completion
+from tests.gateway.openai_fixtures import UPSTREAM, completion, stream_body
 from tests.redis_util import fresh_redis_url
 
 pytestmark = pytest.mark.django_db
@@ -181,7 +185,8 @@ def test_a_key_with_only_a_request_rate_is_not_settled(api, owner_key, backend, 
 
     limiter = get_limiter()
     settled = []
-    monkeypatch.setattr(limiter, "_settle", lambda *args: settled.append(args))
+    original = limiter._settle_send
+    monkeypatch.setattr(limiter, "_settle_send", lambda *args: settled.append(args) or original(*args))
     _limit(owner_key, rpm=100)
     responses.post(UPSTREAM, json=completion())
     assert api.post("/v1/chat/completions", BODY).status_code == 200
@@ -189,3 +194,116 @@ def test_a_key_with_only_a_request_rate_is_not_settled(api, owner_key, backend, 
     _limit(owner_key, rpm=100, max_parallel=5)
     assert api.post("/v1/chat/completions", BODY).status_code == 200
     assert len(settled) == 1
+
+
+def _wsgi_post(app: WSGIHandler, key: str, body: dict):
+    """A request as a WSGI server makes it: the status, and the body iterable it has not closed yet."""
+    data = orjson.dumps(body)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/chat/completions",
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(data),
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(data)),
+        "HTTP_AUTHORIZATION": f"Bearer {key}",
+    }
+    started = []
+    iterable = app(environ, lambda status, headers, exc_info=None: started.append(status))
+    return started[0], iterable
+
+
+@pytest.fixture
+def wsgi_app():
+    """Django's WSGI application, keeping the test's database connection (as the test client does)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield WSGIHandler()
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
+@responses.activate
+def test_the_parallel_slot_is_back_before_the_answer_ends(owner_key, backend, wsgi_app, stream):
+    """The settlement is sent as soon as the usage is known, before the server has written the answer's
+    last byte: a client (on any connection, any process) that sends its next request the moment it has
+    an answer is never refused by a slot the previous one still holds."""
+    USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    _limit(owner_key, max_parallel=1)
+    if stream:
+        responses.post(UPSTREAM, body=stream_body(["Hi", "!"], usage=USAGE))
+    responses.post(UPSTREAM, json=completion())  # the second request's answer (the first's, unstreamed)
+    app = wsgi_app
+    status, first = _wsgi_post(app, owner_key[1], {**BODY, "stream": stream})
+    assert status.startswith("200"), b"".join(first)
+    sent = b""
+    for chunk in first:  # written to the client, up to the answer's last byte; no further
+        sent += chunk
+        if not stream or sent.endswith(b"data: [DONE]\n\n"):
+            break
+    assert sent.endswith(b"data: [DONE]\n\n") if stream else b'"choices"' in sent
+    status, second = _wsgi_post(app, owner_key[1], BODY)
+    assert status.startswith("200"), b"".join(second)
+    second.close()
+    first.close()
+    assert RequestLog.objects.filter(status_code=200).count() == 2
+
+
+@responses.activate
+def test_a_settlement_survives_redis_forgetting_its_scripts(api, owner_key):
+    """The settlement is sent as a bare EVALSHA; after a Redis restart (scripts flushed) it loads the
+    script again instead of leaving the slot taken."""
+    from gateway.limits import get_limiter
+
+    _limit(owner_key, max_parallel=1)
+    responses.post(UPSTREAM, json=completion())
+    with override_settings(REDIS_URL=fresh_redis_url()):
+        limiter = get_limiter()
+        assert api.post("/v1/chat/completions", BODY).status_code == 200
+        limiter.redis.script_flush()
+        assert [api.post("/v1/chat/completions", BODY).status_code for _ in range(3)] == [200, 200, 200]
+        assert limiter.redis.zcard(limiter._keys(str(owner_key[0].pk))[2]) == 0
+
+
+@responses.activate
+def test_limits_hold_after_redis_closed_the_limiters_connections(api, owner_key):
+    """Idle connections Redis has closed (a restart, an idle timeout) are reopened: the limit still holds,
+    rather than failing open."""
+    from gateway.limits import get_limiter
+
+    _limit(owner_key, rpm=2)
+    responses.post(UPSTREAM, json=completion())
+    with override_settings(REDIS_URL=fresh_redis_url()):
+        limiter = get_limiter()
+        assert api.post("/v1/chat/completions", BODY).status_code == 200
+        limiter.redis.client_kill_filter(_type="normal", skipme=True)
+        assert [api.post("/v1/chat/completions", BODY).status_code for _ in range(2)] == [200, 429]
+
+
+def test_the_budget_month_follows_the_clock_across_a_month_boundary(monkeypatch):
+    from datetime import UTC, datetime
+
+    from gateway import limits
+
+    january = datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+    monkeypatch.setattr(limits, "_month", (0.0, 0.0, ""))
+    monkeypatch.setattr(limits.time, "time", lambda: january)
+    monkeypatch.setattr(limits, "datetime", _Clock(datetime(2026, 1, 31, 23, 59, 59, tzinfo=UTC)))
+    assert limits.period() == "2026-01"
+    monkeypatch.setattr(limits.time, "time", lambda: january + 1)
+    monkeypatch.setattr(limits, "datetime", _Clock(datetime(2026, 2, 1, tzinfo=UTC)))
+    assert limits.period() == "2026-02"
+    assert limits.period(datetime(2025, 12, 3, tzinfo=UTC)) == "2025-12"
+
+
+class _Clock:
+    """A stand-in for `datetime` whose now() is fixed."""
+
+    def __init__(self, now):
+        self._now = now
+
+    def now(self, tz=None):
+        return self._now
