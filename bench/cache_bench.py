@@ -10,6 +10,8 @@ dropped and recreated, and Redis db 15 flushed, on every run**. Then it stores o
 with wrk (1 connection, 1 thread): every request is a hit, the provider is never called. For comparison,
 the same body without the header (through to the fake provider) is measured right after, on the same
 gateway. `--backend database` unsets REDIS_URL: the cache (and the limits) live in PostgreSQL.
+`--backend sqlite` is the embedded default: no REDIS_URL, and a fresh SQLite file (bench/results/) as the
+database, so the cache lives in SQLite.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CACHE_HEADERS = {"x-neurometric-cache": "true"}
 DB_NAME = "neurometric_cache_bench"
 DSN = f"postgresql://postgres@127.0.0.1:5432/{DB_NAME}"
+SQLITE_PATH = RESULTS / "cache_bench.sqlite3"
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
@@ -43,12 +46,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.cache_bench", description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of discarded warm-up (default 2)")
-    parser.add_argument("--backend", choices=["redis", "database"], default="redis")
+    parser.add_argument("--backend", choices=["redis", "database", "sqlite"], default="redis")
     parser.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--json", type=Path, default=RESULTS / "cache.json", help="where to write results")
     args = parser.parse_args(argv)
     args.overrides = {
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        "DATABASE_URL": (
+            f"sqlite:///{SQLITE_PATH}"
+            if args.backend == "sqlite"
+            else f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+        ),
         "REDIS_URL": REDIS_URL if args.backend == "redis" else "",
         **dict(item.split("=", 1) for item in args.gateway_env),
     }
@@ -59,9 +66,13 @@ def prepare_database(env: dict) -> str:
     """Fresh database and Redis db, migrated; returns a new API key."""
     import redis
 
-    pg_env = {**os.environ, **processes.PG_ENV}
-    subprocess.run(["dropdb", "--if-exists", "--force", DB_NAME], env=pg_env, check=True)
-    subprocess.run(["createdb", DB_NAME], env=pg_env, check=True)
+    if env["DATABASE_URL"].startswith("sqlite"):
+        SQLITE_PATH.parent.mkdir(parents=True, exist_ok=True)
+        SQLITE_PATH.unlink(missing_ok=True)
+    else:
+        pg_env = {**os.environ, **processes.PG_ENV}
+        subprocess.run(["dropdb", "--if-exists", "--force", DB_NAME], env=pg_env, check=True)
+        subprocess.run(["createdb", DB_NAME], env=pg_env, check=True)
     redis.Redis.from_url(REDIS_URL).flushdb()
     processes.migrate(env)
     out = subprocess.run(
@@ -108,18 +119,25 @@ def measure(url: str, key: str, args, *, headers: dict | None, label: str) -> di
     return result
 
 
-def count_rows() -> dict | None:
+def count_rows(backend: str) -> dict | None:
     """Request-log rows: all of them, and those answered from the cache (at cost 0)."""
+    import sqlite3
+
     import psycopg
 
     time.sleep(2.0)  # the background log writer flushes every 50 ms
+    query = (
+        "SELECT count(*), sum(CASE WHEN cache_hit THEN 1 ELSE 0 END),"
+        " sum(CASE WHEN cache_hit AND cost_usd = 0 THEN 1 ELSE 0 END) FROM analytics_requestlog"
+    )
     try:
-        with psycopg.connect(DSN, connect_timeout=5) as conn:
-            total, hits, free_hits = conn.execute(
-                "SELECT count(*), count(*) FILTER (WHERE cache_hit),"
-                " count(*) FILTER (WHERE cache_hit AND cost_usd = 0) FROM analytics_requestlog"
-            ).fetchone()
-    except psycopg.Error as exc:
+        if backend == "sqlite":
+            with sqlite3.connect(SQLITE_PATH) as conn:
+                total, hits, free_hits = conn.execute(query).fetchone()
+        else:
+            with psycopg.connect(DSN, connect_timeout=5) as conn:
+                total, hits, free_hits = conn.execute(query).fetchone()
+    except (psycopg.Error, sqlite3.Error) as exc:
         log(f"could not count request-log rows: {exc}")
         return None
     return {"rows": total, "cache_hit_rows": hits, "cache_hit_rows_at_cost_0": free_hits}
@@ -134,14 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     logs = RESULTS / "logs" / f"cache-{started:%Y%m%dT%H%M%SZ}"
     with processes.fake_provider(0, logs / "fake.log") as fake:
         env = processes.gateway_env(processes.free_port(), fake, logs / "spool", args.overrides)
-        log(f"fresh database {DB_NAME}: migrate, create an API key ({args.backend} backend)")
+        log(f"fresh database: migrate, create an API key ({args.backend} backend)")
         key = prepare_database(env)
         with processes.gateway(env, key, logs / "gateway.log") as (url, proc):
             prime(url, key)
             hit = measure(url, key, args, headers=CACHE_HEADERS, label="cache hit")
             miss = measure(url, key, args, headers=None, label="no cache (through to the fake provider)")
             error_lines = proc.log_count(" ERROR ", "Traceback", "[ERROR]")
-    rows = count_rows()
+    rows = count_rows(args.backend)
     print(f"{'request':<28}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'req/s':>9}")
     for label, result in (("cache hit", hit), ("no cache (fake provider)", miss)):
         p = result["percentiles_ms"]

@@ -85,6 +85,8 @@ DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _db["ENGINE"] = "neurometric.sqlite"  # Django's, keeping closed connections for reuse (see its docstring)
+    SQLITE_KEEP_CONNECTIONS = env.int("SQLITE_KEEP_CONNECTIONS", default=8)
     _db["OPTIONS"] = {
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;",
         "transaction_mode": "IMMEDIATE",

@@ -13,7 +13,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 API_KEY_CACHE_SECONDS = 0.0
 
 # One SQLite test database per test process, so that concurrent runs never share a file.
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+if "sqlite" in DATABASES["default"]["ENGINE"]:  # noqa: F405
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-neurometric-{os.getpid()}.sqlite3")}  # noqa: F405
 
 # Celery tasks run in the test process even when REDIS_URL points the broker at Redis.
