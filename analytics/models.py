@@ -118,7 +118,33 @@ class RequestLog(models.Model):
         return f"{self.request_id} {self.requested_model} {self.status_code}"
 
 
-class Rollup(models.Model):
+class RollupFigures(models.Model):
+    """What a rollup row counts of its requests (Rollup and LatencyRollup alike)."""
+
+    requests = models.PositiveIntegerField(default=0)
+    stream_requests = models.PositiveIntegerField(default=0)
+    errors_client = models.PositiveIntegerField(default=0, help_text="4xx other than 429 and 499.")
+    errors_rate_limit = models.PositiveIntegerField(default=0, help_text="429.")
+    errors_server = models.PositiveIntegerField(default=0, help_text="5xx.")
+    errors_cancelled = models.PositiveIntegerField(default=0, help_text="499: the client went away.")
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
+    cost_unknown_requests = models.PositiveIntegerField(default=0)
+    latency_ms_sum = models.FloatField(default=0)
+    latency_sketch = models.JSONField(default=dict)
+    ttft_sketch = models.JSONField(default=dict)
+    overhead_sketch = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Rollup(RollupFigures):
     """Request-log aggregates per bucket of time and per user × key × model × provider × task type.
 
     Latency, time to first token and gateway overhead are mergeable sketches (analytics.sketch), so buckets
@@ -143,25 +169,6 @@ class Rollup(models.Model):
     provider = models.CharField(max_length=50, blank=True)
     task_type = models.CharField(max_length=32, blank=True)
 
-    requests = models.PositiveIntegerField(default=0)
-    stream_requests = models.PositiveIntegerField(default=0)
-    errors_client = models.PositiveIntegerField(default=0, help_text="4xx other than 429 and 499.")
-    errors_rate_limit = models.PositiveIntegerField(default=0, help_text="429.")
-    errors_server = models.PositiveIntegerField(default=0, help_text="5xx.")
-    errors_cancelled = models.PositiveIntegerField(default=0, help_text="499: the client went away.")
-    prompt_tokens = models.BigIntegerField(default=0)
-    cached_tokens = models.BigIntegerField(default=0)
-    cache_write_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    reasoning_tokens = models.BigIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=24, decimal_places=12, default=0)
-    cost_unknown_requests = models.PositiveIntegerField(default=0)
-    latency_ms_sum = models.FloatField(default=0)
-    latency_sketch = models.JSONField(default=dict)
-    ttft_sketch = models.JSONField(default=dict)
-    overhead_sketch = models.JSONField(default=dict)
-    updated_at = models.DateTimeField(auto_now=True)
-
     class Meta:
         indexes = [
             # Every read: one user's buckets of one granularity over a time range (dashboard, APIs).
@@ -174,10 +181,26 @@ class Rollup(models.Model):
         return f"{self.granularity} {self.bucket_start:%Y-%m-%d %H:%M} user {self.user_id} {self.model}"
 
 
-class LatencyRollup(models.Model):
-    """A bucket's latency figures per user × model × provider: its Rollup rows (every key and task type)
-    merged, so a page without a key or task-type filter merges a few sketches per bucket, not one per
-    key × task type. Sketches merge exactly by adding counts, so the figures are the same.
+# LatencyRollup's granularities (minutes have none: a range's minutes are only its edges), and the
+# dimensions it keeps of Rollup's grain.
+LATENCY_GRANULARITIES = (Rollup.Granularity.HOUR, Rollup.Granularity.DAY)
+LATENCY_DIMENSIONS = frozenset({"model", "provider"})
+
+
+def rollup_model(granularity: str, columns) -> type[Rollup] | type[LatencyRollup]:
+    """Where a read of `granularity` buckets that groups or filters by `columns` (Rollup's column names)
+    finds its rows: LatencyRollup — a few rows per bucket — when it needs neither keys nor task types,
+    else Rollup."""
+    if granularity in LATENCY_GRANULARITIES and LATENCY_DIMENSIONS.issuperset(columns):
+        return LatencyRollup
+    return Rollup
+
+
+class LatencyRollup(RollupFigures):
+    """A bucket's figures per user × model × provider: its Rollup rows (every key and task type) summed
+    and their sketches merged, so a page without a key or task-type filter reads a few rows per bucket,
+    not one per key × task type. Counts add up and sketches merge exactly, so the figures are the same.
+    (Named for what it first held: the latency sketches; it holds every figure since migration 0009.)
 
     Hour and day buckets only (minutes are read only at a range's edges). Written only by
     analytics.rollups, in the transaction that writes the bucket's Rollup rows, from those rows: the two
@@ -191,13 +214,6 @@ class LatencyRollup(models.Model):
     )
     model = models.CharField(max_length=200, blank=True)
     provider = models.CharField(max_length=50, blank=True)
-
-    requests = models.PositiveIntegerField(default=0)
-    latency_ms_sum = models.FloatField(default=0)
-    latency_sketch = models.JSONField(default=dict)
-    ttft_sketch = models.JSONField(default=dict)
-    overhead_sketch = models.JSONField(default=dict)
-    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         indexes = [

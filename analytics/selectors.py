@@ -42,8 +42,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from functools import reduce
-from operator import or_
 from typing import Any
 
 from django.conf import settings
@@ -52,7 +50,7 @@ from django.db.models.functions import Greatest, Trunc
 from django.utils import timezone
 
 from analytics import sketch
-from analytics.models import RequestLog, Rollup
+from analytics.models import RequestLog, Rollup, rollup_model
 from analytics.pricing import MILLION
 
 MODEL_ENDPOINTS = ("chat.completions",)
@@ -159,18 +157,20 @@ def rollup_cover(start: int, end: int, coarsest: str = Rollup.Granularity.DAY) -
     return pieces
 
 
-def _rollups_in(user_id: int, start: int, end: int, coarsest: str) -> QuerySet[Rollup]:
-    pieces = rollup_cover(start, end, coarsest)
-    if not pieces:
-        return Rollup.objects.none()
-    covered = reduce(
-        or_,
-        (
-            Q(granularity=granularity, bucket_start__gte=to_datetime(lo), bucket_start__lt=to_datetime(hi))
-            for granularity, lo, hi in pieces
-        ),
-    )
-    return Rollup.objects.filter(covered, user_id=user_id)
+def rollup_reads(
+    user_id: int, start: int, end: int, coarsest: str, columns: Sequence[str] = ()
+) -> list[QuerySet]:
+    """The rollup rows of [start, end) in its largest aligned buckets (rollup_cover), as the querysets to
+    read one after the other: for a read that groups or filters by `columns` (Rollup's column names), the
+    hour and day pieces come from LatencyRollup when it can serve them (analytics.models.rollup_model)."""
+    pieces: dict[type, Q] = {}
+    for granularity, lo, hi in rollup_cover(start, end, coarsest):
+        source = rollup_model(granularity, columns)
+        piece = Q(
+            granularity=granularity, bucket_start__gte=to_datetime(lo), bucket_start__lt=to_datetime(hi)
+        )
+        pieces[source] = pieces[source] | piece if source in pieces else piece
+    return [source.objects.filter(covered, user_id=user_id) for source, covered in pieces.items()]
 
 
 def _model_rows(user_id: int, start: int, end: int) -> QuerySet[RequestLog]:
@@ -260,20 +260,21 @@ def usage_buckets(
     (rolled_lo, rolled_hi), (raw_lo, raw_hi) = _split(start, end, at)
 
     reads = []
-    if rolled_lo < rolled_hi:
-        rows = _rollups_in(user_id, rolled_lo, rolled_hi, kind).filter(**exact)
-        reads.append((rows, "bucket_start", _ROLLUP_AGGREGATES))
+    for rows in rollup_reads(user_id, rolled_lo, rolled_hi, kind, [*columns, *exact]):
+        reads.append((rows.filter(**exact), "bucket_start", _ROLLUP_AGGREGATES))
     if raw_lo < raw_hi:
         reads.append((_model_rows(user_id, raw_lo, raw_hi).filter(**exact), "created_at", _RAW_AGGREGATES))
     n = len(columns)
-    for rows, moment, aggregates in reads:
-        grouped = (
-            rows.annotate(bucket=Trunc(moment, kind, tzinfo=UTC))
-            .values_list("bucket", *columns)
-            .annotate(**{name: aggregates[name] for name in SUMMED})  # in Totals' order, for Totals.of
-            .order_by()
-        )
-        for bucket_at, *values in grouped:  # tuples, not dicts: thousands of rows for a week of hours
+    grouped = [
+        rows.annotate(bucket=Trunc(moment, kind, tzinfo=UTC))
+        .values_list("bucket", *columns)
+        .annotate(**{name: aggregates[name] for name in SUMMED})  # in Totals' order, for Totals.of
+        .order_by()
+        for rows, moment, aggregates in reads
+    ]
+    if grouped:  # rollups (LatencyRollup's and Rollup's) and raw rows, in one query
+        found_rows = grouped[0].union(*grouped[1:], all=True) if len(grouped) > 1 else grouped[0]
+        for bucket_at, *values in found_rows:  # tuples, not dicts: thousands of rows for a week of hours
             groups = buckets[floor_to(to_unix(bucket_at), width)].groups
             key = tuple(None if value is None else str(value) for value in values[:n])
             found = groups.get(key)
@@ -415,11 +416,9 @@ def performance_by_model(
     def group(model: str, provider: str) -> Performance:
         return groups.setdefault((model, provider), Performance(model=model, provider=provider))
 
-    if rolled_lo < rolled_hi:
-        rollups = _rollups_in(user_id, rolled_lo, rolled_hi, Rollup.Granularity.DAY).values(
-            "model", "provider", *COUNTERS, "cost_usd", "latency_sketch", "ttft_sketch", "overhead_sketch"
-        )
-        for row in rollups.iterator(chunk_size=2000):
+    fields = ("model", "provider", *COUNTERS, "cost_usd", "latency_sketch", "ttft_sketch", "overhead_sketch")
+    for rollups in rollup_reads(user_id, rolled_lo, rolled_hi, Rollup.Granularity.DAY, ("model", "provider")):
+        for row in rollups.values(*fields).iterator(chunk_size=2000):
             sketches = (row["latency_sketch"], row["ttft_sketch"], row["overhead_sketch"])
             for target in (group(row["model"], row["provider"]), overall):
                 target.totals.add(row)

@@ -13,9 +13,10 @@ database groups the rows per bucket and group and joins their sketches into one 
 which Python parses with one call and adds up in one loop. At the Rollup grain that work grows with
 key × model × provider × task-type groups × buckets × keys (a 30-day view of 200 busy groups is ~2
 million keys), so a read that neither filters nor groups by key or task type — every page but a filtered
-one — reads the LatencyRollup rows of hour and day buckets instead: the same bucket's sketches merged per
-model × provider by the rollup job (analytics.rollups), identical figures from a fraction of the keys
-(minute buckets, at a range's edges only, have none). The merged sketches
+one — reads the LatencyRollup rows of hour and day buckets instead, for its totals as for its sketches:
+the same bucket's rows summed and merged per model × provider by the rollup job (analytics.rollups),
+identical figures from a fraction of the rows (analytics.models.rollup_model; minute buckets, at a
+range's edges only, have none). The merged sketches
 of each rollup bucket are also cached once the bucket is STABLE_SECONDS older than the raw boundary —
 the rollup job has long finished with it — for CACHE_SECONDS: a page seen again merges a few hundred
 cached buckets plus the last minutes' rollups and raw rows. A bucket rolled again later (a row that
@@ -35,8 +36,7 @@ from django.core.cache import cache
 from django.db.models import Aggregate, Q, Sum, TextField
 
 from analytics import selectors, sketch
-from analytics.models import LatencyRollup, RequestLog, Rollup
-from analytics.rollups import LATENCY_GRANULARITIES
+from analytics.models import RequestLog, Rollup, rollup_model
 from analytics.selectors import DIMENSIONS, MODEL_ENDPOINTS, STEPS, Totals, floor_to, to_datetime
 
 _WIDTH_GRANULARITY = {seconds: granularity for granularity, seconds in STEPS.items()}
@@ -180,19 +180,6 @@ def _raw_rows(user_id: int, start: int, end: int, filters: Filters):
     ).order_by()
 
 
-def _covered(start: int, end: int, coarsest: str) -> Q | None:
-    """The rollup rows of [start, end) (minute-aligned) in the largest aligned buckets, as one filter."""
-    pieces = selectors.rollup_cover(start, end, coarsest)
-    if not pieces:
-        return None
-    query = Q()
-    for granularity, lo, hi in pieces:
-        query |= Q(
-            granularity=granularity, bucket_start__gte=to_datetime(lo), bucket_start__lt=to_datetime(hi)
-        )
-    return query
-
-
 def covered_alike(start: int, end: int, width: int) -> bool:
     """Whether the rollups of [start, end) in buckets of `width` seconds are also its coarsest cover: then
     one read per bucket serves the whole range's figures too, at no extra cost."""
@@ -224,10 +211,13 @@ def totals(
     columns = [DIMENSIONS[name] for name in group_by]
     boundary = selectors.raw_boundary()
     rows: list[dict] = []
-    covered = _covered(start, min(end, boundary), Rollup.Granularity.DAY) if start < boundary else None
-    if covered is not None:
-        rolled = Rollup.objects.filter(covered, filters.q(), user_id=user_id).order_by()
-        rows += rolled.values(*columns).annotate(**selectors._ROLLUP_AGGREGATES)
+    used = [*columns, *(DIMENSIONS[name] for name in filters.as_dict())]
+    rolled = [
+        part.filter(filters.q()).order_by().values(*columns).annotate(**selectors._ROLLUP_AGGREGATES)
+        for part in selectors.rollup_reads(user_id, start, min(end, boundary), Rollup.Granularity.DAY, used)
+    ]
+    if rolled:  # LatencyRollup's hours and days and Rollup's minutes, in one query
+        rows += rolled[0].union(*rolled[1:], all=True) if len(rolled) > 1 else rolled[0]
     if max(start, boundary) < end:
         raw = _raw_rows(user_id, max(start, boundary), end, filters)
         rows += raw.values(*columns).annotate(**selectors._RAW_AGGREGATES)
@@ -284,20 +274,6 @@ def _runs(granularity: str, starts: list[int]) -> Q:
     return Q(query, granularity=granularity)
 
 
-_LATENCY_ROLLUP_COLUMNS = {"model", "provider"}  # what LatencyRollup keeps of Rollup's grain
-
-
-def _sketch_source(
-    filters: Filters, columns: Sequence[str], granularity: str
-) -> type[Rollup] | type[LatencyRollup]:
-    """LatencyRollup (per model × provider, hours and days) when the read needs neither keys nor task
-    types, else Rollup."""
-    if granularity not in LATENCY_GRANULARITIES:
-        return Rollup
-    filtered = filters.as_dict().keys() - _LATENCY_ROLLUP_COLUMNS
-    return Rollup if filtered or set(columns) - _LATENCY_ROLLUP_COLUMNS else LatencyRollup
-
-
 def _group(values) -> tuple:
     return tuple(None if v is None else str(v) for v in values)
 
@@ -335,7 +311,9 @@ def _sketched_buckets(
     if wanted:
 
         def rows_of(granularity: str):
-            rows = _sketch_source(filters, columns, granularity).objects.filter(filters.q(), user_id=user_id)
+            rows = rollup_model(granularity, [*columns, *filters.as_dict()]).objects.filter(
+                filters.q(), user_id=user_id
+            )
             return rows if models is None else rows.filter(model__in=models)
 
         # A SELECT per granularity, each over ranges of consecutive buckets, in one UNION ALL: PostgreSQL

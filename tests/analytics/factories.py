@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from analytics import selectors, sketch
-from analytics.models import RequestLog, Rollup
+from analytics.models import LATENCY_GRANULARITIES, RequestLog, Rollup
 from analytics.pricing import cost_usd
+from analytics.rollups import latency_rollups_rewrite
 
 # A fixed "now" for tests that depend on the raw-window boundary: 12:34:56 UTC, so the boundary is 12:24.
 NOW = datetime(2026, 3, 18, 12, 34, 56, tzinfo=UTC)
@@ -120,7 +121,8 @@ def bucket_start(moment: datetime, granularity: str) -> datetime:
 
 
 def rollups_of(rows: Iterable[RequestLog], granularity: str) -> list[Rollup]:
-    """Rollup rows summarising `rows` at one granularity (what the rollup job would write for them)."""
+    """Rollup rows summarising `rows` at one granularity (what the rollup job would write for them), and
+    for hours and days their LatencyRollup rows, as the job writes them in the same transaction."""
     groups: dict[tuple, list[RequestLog]] = {}
     for row in stored(rows):
         key = (
@@ -163,6 +165,8 @@ def rollups_of(rows: Iterable[RequestLog], granularity: str) -> list[Rollup]:
                 overhead_sketch=sketch.build(row.overhead_ms for row in members),
             )
         )
+    if granularity in LATENCY_GRANULARITIES and rollups:
+        latency_rollups_rewrite(user_ids={rollup.user_id for rollup in rollups})
     return rollups
 
 

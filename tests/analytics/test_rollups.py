@@ -405,16 +405,16 @@ def test_two_workers_rewriting_the_same_bucket_at_once_leave_it_single(transacti
     at = day_start(1) + timedelta(hours=5)
     insert(log_row(user, at), log_row(user, at + timedelta(seconds=1), model="mistral-small"))
     rollups.rollup_buckets(granularity=MINUTE, starts=[at])  # rows to delete
-    real_insert = rollups._insert
+    real_write = rollups._write_buckets
     first_has_deleted = threading.Event()
 
-    def slow_insert(rows, **kwargs):
-        if threading.current_thread().name == "first" and not kwargs:  # before its latency rollups
+    def slow_write(*args):  # called once the block's rows are deleted, before the new ones are written
+        if threading.current_thread().name == "first":
             first_has_deleted.set()
             time.sleep(0.5)  # the second worker arrives while this one holds the bucket
-        real_insert(rows, **kwargs)
+        return real_write(*args)
 
-    monkeypatch.setattr(rollups, "_insert", slow_insert)
+    monkeypatch.setattr(rollups, "_write_buckets", slow_write)
     errors = []
 
     def work():

@@ -8,6 +8,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from analytics import selectors as analytics_selectors
 from analytics.models import LatencyRollup, Rollup
 from dashboard import reports
 from dashboard import selectors as dashboard_selectors
@@ -47,6 +48,12 @@ def figures(user_id: int, key: str) -> tuple:
     )
 
 
+def fine_rollups_only(monkeypatch) -> None:
+    """Every read from Rollup, as if LatencyRollup did not exist."""
+    for module in (dashboard_selectors, analytics_selectors):
+        monkeypatch.setattr(module, "rollup_model", lambda granularity, columns: Rollup)
+
+
 @pytest.mark.parametrize("key", ["24h", "7d", "30d"])
 def test_pages_read_the_same_percentiles_from_latency_rollups(user, two_keys_traffic, monkeypatch, key):
     with CaptureQueriesContext(connection) as captured:
@@ -54,7 +61,7 @@ def test_pages_read_the_same_percentiles_from_latency_rollups(user, two_keys_tra
     assert any(LATENCY_ROLLUPS in query["sql"] for query in captured.captured_queries)
     assert Rollup.objects.count() > LatencyRollup.objects.count()
 
-    monkeypatch.setattr(dashboard_selectors, "_sketch_source", lambda filters, columns, granularity: Rollup)
+    fine_rollups_only(monkeypatch)
     fine = figures(user.id, key)
 
     assert coarse == fine
@@ -73,7 +80,7 @@ def test_pages_agree_with_and_without_latency_rollups(web, user, two_keys_traffi
     """The rendered performance table is the same whichever rows the sketches come from."""
     cache.clear()
     coarse = web.get("/dashboard/performance/", {"range": "7d"}).context["rows"]
-    monkeypatch.setattr(dashboard_selectors, "_sketch_source", lambda filters, columns, granularity: Rollup)
+    fine_rollups_only(monkeypatch)
     cache.clear()
     fine = web.get("/dashboard/performance/", {"range": "7d"}).context["rows"]
     assert coarse == fine
