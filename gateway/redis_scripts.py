@@ -19,6 +19,8 @@ from typing import Any
 
 import redis
 
+MAX_IDLE = 64  # connections kept between calls; a burst beyond that closes its extra ones
+
 
 class ScriptCalls:
     def __init__(self, client: redis.Redis):
@@ -52,14 +54,14 @@ class ScriptCalls:
                     connection.send_command(*command)
                     reply = connection.read_response()
             except redis.ResponseError as error:  # an error reply, read whole: the connection is clean
-                self._idle.append(connection)
+                self._give(connection)
                 if isinstance(error, redis.exceptions.NoScriptError):
                     return script(keys=keys, args=args)  # redis-py loads the script, then calls it
                 raise
             except BaseException:  # the reply may be half read, or still to come: never reuse it
                 self._drop(connection)
                 raise
-            self._idle.append(connection)
+            self._give(connection)
             return reply
 
         return read
@@ -73,7 +75,13 @@ class ScriptCalls:
             pool = self.client.connection_pool
             return pool.connection_class(**pool.connection_kwargs)
 
+    def _give(self, connection: redis.connection.AbstractConnection) -> None:
+        if len(self._idle) < MAX_IDLE:
+            self._idle.append(connection)
+        else:
+            connection.disconnect()
+
     def _drop(self, connection: redis.connection.AbstractConnection) -> None:
-        """Close it and keep the object: it reconnects when next used."""
+        """Close it; a closed connection reconnects when next used."""
         connection.disconnect()
-        self._idle.append(connection)
+        self._give(connection)

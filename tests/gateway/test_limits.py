@@ -307,3 +307,18 @@ class _Clock:
 
     def now(self, tz=None):
         return self._now
+
+
+def test_the_limiter_keeps_at_most_a_few_idle_redis_connections():
+    """A burst of calls opens as many connections as it needs; afterwards only MAX_IDLE stay open."""
+    import redis
+
+    from gateway import redis_scripts
+
+    url = fresh_redis_url()
+    calls = redis_scripts.ScriptCalls(redis.Redis.from_url(url))
+    script = calls.client.register_script("return ARGV[1]")
+    burst = [calls.send(script, [], [i]) for i in range(redis_scripts.MAX_IDLE + 6)]  # all in flight at once
+    assert [read() for read in burst] == [str(i).encode() for i in range(redis_scripts.MAX_IDLE + 6)]
+    assert len(calls._idle) == redis_scripts.MAX_IDLE
+    assert calls.send(script, [], ["again"])() == b"again"
