@@ -49,7 +49,9 @@ class ScriptCalls:
                     reply = connection.read_response()
                 except redis.ConnectionError:
                     # Redis had closed it before the command arrived (a stale idle connection), so the
-                    # command did not run: send it once more on a new connection.
+                    # command did not run: send it once more on a new connection. (Had the connection died
+                    # after the script ran and before its reply, it runs twice — as with redis-py's own
+                    # retries: a settlement would add its cost twice, erring towards refusing early.)
                     connection.disconnect()
                     connection.send_command(*command)
                     reply = connection.read_response()
