@@ -173,6 +173,11 @@ def rollup_reads(
     return [source.objects.filter(covered, user_id=user_id) for source, covered in pieces.items()]
 
 
+def union_all(querysets: Sequence[QuerySet]) -> QuerySet:
+    """One query for querysets of the same columns (UNION ALL), or the one queryset itself."""
+    return querysets[0].union(*querysets[1:], all=True) if len(querysets) > 1 else querysets[0]
+
+
 def _model_rows(user_id: int, start: int, end: int) -> QuerySet[RequestLog]:
     return RequestLog.objects.filter(
         user_id=user_id,
@@ -272,9 +277,8 @@ def usage_buckets(
         .order_by()
         for rows, moment, aggregates in reads
     ]
-    if grouped:  # rollups (LatencyRollup's and Rollup's) and raw rows, in one query
-        found_rows = grouped[0].union(*grouped[1:], all=True) if len(grouped) > 1 else grouped[0]
-        for bucket_at, *values in found_rows:  # tuples, not dicts: thousands of rows for a week of hours
+    if grouped:  # rollups (LatencyRollup's and Rollup's) and raw rows, in one query; tuples, not dicts:
+        for bucket_at, *values in union_all(grouped):  # thousands of rows for a week of hours
             groups = buckets[floor_to(to_unix(bucket_at), width)].groups
             key = tuple(None if value is None else str(value) for value in values[:n])
             found = groups.get(key)

@@ -217,7 +217,7 @@ def totals(
         for part in selectors.rollup_reads(user_id, start, min(end, boundary), Rollup.Granularity.DAY, used)
     ]
     if rolled:  # LatencyRollup's hours and days and Rollup's minutes, in one query
-        rows += rolled[0].union(*rolled[1:], all=True) if len(rolled) > 1 else rolled[0]
+        rows += selectors.union_all(rolled)
     if max(start, boundary) < end:
         raw = _raw_rows(user_id, max(start, boundary), end, filters)
         rows += raw.values(*columns).annotate(**selectors._RAW_AGGREGATES)
@@ -331,7 +331,7 @@ def _sketched_buckets(
             )
             for granularity, starts in wanted.items()
         ]
-        rows = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+        rows = selectors.union_all(parts)
         n = len(columns)
         for granularity, start, *values in rows:
             figures = found[(granularity, int(start.timestamp()))].setdefault(_group(values[:n]), Latency())

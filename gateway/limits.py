@@ -327,17 +327,6 @@ class RedisLimiter(Limiter):
         base = f"nm:limit:{{{key_id}}}"  # one hash slot per key, for Redis Cluster
         return [f"{base}:req", f"{base}:tok", f"{base}:slots", f"{base}:spend:{period()}"]
 
-    def _call(self, script, keys, args):
-        import redis
-
-        if time.monotonic() < self._down_until:
-            return None
-        try:
-            return script(keys=keys, args=args)
-        except redis.RedisError:
-            self._went_down()
-            return None
-
     def _send(self, script, keys, args) -> Pending:
         """The script call sent now, its reply read when asked for (None when Redis is down)."""
         import redis
@@ -377,9 +366,8 @@ class RedisLimiter(Limiter):
         ]
         result = self._send(self._admit_script, keys, args).result()
         if result is not None and result[0] == b"spend_unknown":
-            self._call(
-                self._init_spend_script, [keys[3]], [_spent_in_log(key_id, period()), SPEND_TTL_SECONDS]
-            )
+            spent = _spent_in_log(key_id, period())
+            self._send(self._init_spend_script, [keys[3]], [spent, SPEND_TTL_SECONDS]).result()
             result = self._send(self._admit_script, keys, args).result()
         if result is None:
             return "ok", float(policy.rpm or 0), float(policy.tpm or 0), 0.0
