@@ -14,6 +14,10 @@ API_PREFIX = "/v1/"
 _JSON_TYPES = ("application/json", "text/event-stream", "text/csv")
 
 
+def is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PREFIX)
+
+
 def new_request_id() -> str:
     return "req_" + uuid.uuid4().hex
 
@@ -26,14 +30,18 @@ class ApiEdgeMiddleware:
         request.started_at = time.perf_counter()
         request.request_id = new_request_id()
         response = self.get_response(request)
-        if request.path.startswith(API_PREFIX) and not _speaks_api(response):
-            # Django's own pages (404 from the resolver, 400 for a bad Host, 500 ...) become the envelope.
-            response = error_response(_error_for_status(response.status_code))
+        if is_api(request):
+            if not _speaks_api(response):
+                # Django's own pages (404 from the resolver, 400 for a bad Host, 500 ...) become the envelope.
+                response = error_response(_error_for_status(response.status_code))
+            if not response.streaming and not response.has_header("Content-Length"):
+                # (CommonMiddleware's job for pages.) Without it the server would send the body chunked.
+                response["Content-Length"] = str(len(response.content))
         response["x-request-id"] = request.request_id
         return response
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
-        if request.path.startswith(API_PREFIX):
+        if is_api(request):
             return error_response(as_gateway_error(exc))
         return None
 
@@ -55,5 +63,5 @@ class PageMessageMiddleware(MessageMiddleware):
     building the message storage (a signed-cookie reader) on every /v1 request costs the hot path."""
 
     def process_request(self, request: HttpRequest) -> None:
-        if not request.path.startswith(API_PREFIX):
+        if not is_api(request):
             super().process_request(request)

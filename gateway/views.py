@@ -14,6 +14,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.views import APIView
 
 from gateway.catalog import get_catalog
@@ -55,10 +56,23 @@ class AfterResponse(HttpResponse):
             then()
 
 
+class AnswerAsIs(BaseContentNegotiation):
+    """Every /v1 operation answers in its one format (JSON, an event stream, CSV) whatever the Accept header
+    says, as OpenAI's API does. DRF's negotiation refused `Accept: text/html` with 406, and parsed the
+    header on every call."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class GatewayView(APIView):
     """An authenticated /v1 operation that leaves exactly one log row, however it ends."""
 
     endpoint = ""
+    content_negotiation_class = AnswerAsIs
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)  # authentication: failures raise before a Call exists

@@ -59,6 +59,12 @@ MIDDLEWARE = [
     "gateway.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# What an API call (/v1/) goes through instead, in MIDDLEWARE's order; the rest is for pages only
+# (neurometric/handler.py).
+API_MIDDLEWARE = [
+    "gateway.middleware.ApiEdgeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+]
 
 ROOT_URLCONF = "neurometric.urls"
 WSGI_APPLICATION = "neurometric.wsgi.application"

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "neurometric.settings")
+django.setup(set_prefix=False)  # as django.core.wsgi.get_wsgi_application, with our handler
 
-application = get_wsgi_application()
+from neurometric.handler import Handler  # noqa: E402 - needs the apps loaded
+
+application = Handler()

@@ -5,10 +5,17 @@ from __future__ import annotations
 import orjson
 import pytest
 from django.test import Client
+from django.test.client import ClientHandler
 
 from accounts.services import api_key_create, user_get_or_create
 from gateway.auth import key_cache
 from gateway.catalog import invalidate_catalog
+from neurometric.handler import ApiChain
+
+
+class _ClientHandler(ApiChain, ClientHandler):
+    """Django's test handler, with the served application's middleware chains (API calls skip the page
+    middleware)."""
 
 
 class ApiClient:
@@ -16,6 +23,7 @@ class ApiClient:
 
     def __init__(self, key: str | None):
         self.client = Client()
+        self.client.handler = _ClientHandler(enforce_csrf_checks=False)
         self.key = key
 
     def _headers(self, extra: dict | None) -> dict:

@@ -10,7 +10,6 @@ import orjson
 import pytest
 import responses
 from django.core import mail
-from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.test import override_settings
@@ -19,6 +18,7 @@ from django.utils import timezone
 from accounts.models import ApiKey, BudgetAlert
 from analytics.models import RequestLog
 from gateway.durations import format_duration
+from neurometric.handler import Handler
 from tests.gateway.openai_fixtures import UPSTREAM, completion, stream_body
 from tests.redis_util import fresh_redis_url
 
@@ -196,7 +196,7 @@ def test_a_key_with_only_a_request_rate_is_not_settled(api, owner_key, backend, 
     assert len(settled) == 1
 
 
-def _wsgi_post(app: WSGIHandler, key: str, body: dict):
+def _wsgi_post(app: Handler, key: str, body: dict):
     """A request as a WSGI server makes it: the status, and the body iterable it has not closed yet."""
     data = orjson.dumps(body)
     environ = {
@@ -217,10 +217,10 @@ def _wsgi_post(app: WSGIHandler, key: str, body: dict):
 
 @pytest.fixture
 def wsgi_app():
-    """Django's WSGI application, keeping the test's database connection (as the test client does)."""
+    """The served WSGI application, keeping the test's database connection (as the test client does)."""
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    yield WSGIHandler()
+    yield Handler()
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 
