@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from gateway.errors import GatewayError, UpstreamError
+from gateway.providers.pool import PooledAdapter
 from gateway.sse import SSEDecoder, SSEEvent
 from gateway.usage import Usage
 from gateway.validation import ChatRequest
@@ -74,7 +74,7 @@ class Provider:
         self.timeout = (connect_timeout, read_timeout)
         # requests' transport adapter, used directly: keep-alive connection pooling without a Session's
         # per-call cookie jar, environment scan and redirect handling. (Proxy variables are read once.)
-        self.adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self.adapter = PooledAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self.proxies = requests.utils.get_environ_proxies(base_url)
 
     def close(self) -> None:

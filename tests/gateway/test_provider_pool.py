@@ -1,0 +1,92 @@
+"""Keep-alive connections to providers (gateway/providers/pool.py), against a real local HTTP server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from gateway.providers.pool import PooledAdapter, still_open
+
+
+def test_still_open_tells_an_idle_socket_from_a_closed_or_dirty_one():
+    mine, theirs = socket.socketpair()
+    try:
+        assert still_open(mine)
+        theirs.sendall(b"x")  # bytes no request asked for: not reusable
+        assert not still_open(mine)
+        mine.recv(1)
+        assert still_open(mine)
+        theirs.close()  # end of file
+        assert not still_open(mine)
+    finally:
+        mine.close()
+        theirs.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.connections = 0
+        self.close_after_answer = False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def setup(self):
+        super().setup()
+        self.server.connections += 1
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'{"ok": true}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        # Closed right after the answer, without saying so: the connection goes back to the pool, and only
+        # the check before its reuse can tell that it is gone.
+        self.close_connection = self.server.close_after_answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    server = _Server()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _post(adapter: PooledAdapter, url: str) -> requests.Response:
+    request = requests.Request("POST", url, data=b"{}", headers={"Content-Type": "application/json"})
+    response = adapter.send(request.prepare(), timeout=(2, 5))
+    assert response.json() == {"ok": True}
+    return response
+
+
+def test_a_connection_is_reused_while_open_and_replaced_once_closed(server):
+    adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    for _ in range(3):
+        _post(adapter, url)
+    assert server.connections == 1  # kept alive and reused
+    server.close_after_answer = True
+    _post(adapter, url)  # answered, then closed by the server while pooled
+    server.close_after_answer = False
+    _post(adapter, url)  # the closed connection is noticed and replaced, not written to
+    assert server.connections == 2
+    _post(adapter, url)
+    assert server.connections == 2
+    adapter.close()
