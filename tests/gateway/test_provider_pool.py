@@ -44,7 +44,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.connections += 1
 
     def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
         body = b'{"ok": true}'
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -54,6 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
         # Closed right after the answer, without saying so: the connection goes back to the pool, and only
         # the check before its reuse can tell that it is gone.
         self.close_connection = self.server.close_after_answer
+
+    do_GET = do_POST
 
     def log_message(self, *args):
         pass
@@ -69,8 +71,8 @@ def server():
     server.server_close()
 
 
-def _post(adapter: PooledAdapter, url: str) -> requests.Response:
-    request = requests.Request("POST", url, data=b"{}", headers={"Content-Type": "application/json"})
+def _post(adapter: PooledAdapter, url: str, body: bytes | None = b"{}", method="POST") -> requests.Response:
+    request = requests.Request(method, url, data=body, headers={"Content-Type": "application/json"})
     response = adapter.send(request.prepare(), timeout=(2, 5))
     assert response.json() == {"ok": True}
     return response
@@ -89,4 +91,38 @@ def test_a_connection_is_reused_while_open_and_replaced_once_closed(server):
     assert server.connections == 2
     _post(adapter, url)
     assert server.connections == 2
+    adapter.close()
+
+
+def test_a_request_leaves_in_one_write(server, monkeypatch):
+    """Head and body in one system call (one TCP segment); a large body after its head, not copied."""
+    writes: list[bytes] = []
+    send_all = socket.socket.sendall
+    port = server.server_address[1]
+
+    def counted(sock, data, *args):
+        if sock.getpeername()[1] == port:  # the client's writes, not the server's answers
+            writes.append(bytes(data))
+        return send_all(sock, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", counted)
+    adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    for _ in range(2):  # on a new connection, then on the kept one
+        writes.clear()
+        _post(adapter, url, b'{"model": "gpt-4o"}')
+        assert len(writes) == 1
+        assert writes[0].startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+        assert writes[0].endswith(b'\r\n\r\n{"model": "gpt-4o"}')
+    writes.clear()
+    large = b"x" * (100 * 1024)
+    _post(adapter, url, large)
+    assert len(writes) == 2
+    assert writes[0].endswith(b"\r\n\r\n")
+    assert writes[1] == large
+    writes.clear()
+    _post(adapter, url, None, method="GET")  # no body: the head alone, before the answer is read
+    assert len(writes) == 1
+    assert writes[0].startswith(b"GET ") and writes[0].endswith(b"\r\n\r\n")
+    assert server.connections == 1
     adapter.close()
