@@ -126,3 +126,30 @@ def test_a_request_leaves_in_one_write(server, monkeypatch):
     assert writes[0].startswith(b"GET ") and writes[0].endswith(b"\r\n\r\n")
     assert server.connections == 1
     adapter.close()
+
+
+@pytest.fixture
+def other_server():
+    server = _Server()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_pool_is_found_per_origin_and_dropped_on_close(server, other_server):
+    """A pool is remembered per origin (scheme, host, port), whatever the path and query; close() drops
+    them all, so that no connection is reused after it."""
+    adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+    first = f"http://127.0.0.1:{server.server_address[1]}"
+    other = f"http://127.0.0.1:{other_server.server_address[1]}"
+    a = _post(adapter, f"{first}/v1/chat/completions").raw._pool
+    assert _post(adapter, f"{first}/v1/embeddings?x=1").raw._pool is a
+    assert _post(adapter, f"{other}/v1/chat/completions").raw._pool is not a
+    assert _post(adapter, f"{first.upper()}/v1/chat/completions").raw._pool is a  # scheme and host: any case
+    assert server.connections == 1
+    adapter.close()
+    assert _post(adapter, f"{first}/v1/chat/completions").raw._pool is not a
+    assert server.connections == 2
+    adapter.close()
