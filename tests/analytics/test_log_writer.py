@@ -7,11 +7,14 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 
 import orjson
 import pytest
 
+from accounts.models import ApiKey
 from accounts.services import api_key_create, user_get_or_create
+from analytics import services
 from analytics.log_writer import LogWriter
 from analytics.models import RequestLog
 from analytics.services import request_log_write_batch
@@ -367,3 +370,27 @@ def test_the_spool_of_a_process_that_died_is_replayed(tmp_path):
     writer_for(database, tmp_path).replay_spool()
 
     assert database.rows == rows
+
+
+@pytest.mark.django_db(transaction=True)
+def test_last_used_at_costs_one_query_per_key_and_minute(tmp_path):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    user, _ = user_get_or_create(email="touch@example.com")
+    api_key, _ = api_key_create(user=user, name="touch")
+    rows = log_rows(user.id, str(api_key.id), 6)
+
+    def key_updates(batch) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            request_log_write_batch(batch)
+        return sum(1 for q in queries.captured_queries if q["sql"].startswith('UPDATE "accounts_apikey"'))
+
+    assert key_updates(rows[:2]) == 1
+    first = ApiKey.objects.get(id=api_key.id).last_used_at
+    assert first is not None
+    assert key_updates(rows[2:4]) == 0  # the same minute: no query
+    ApiKey.objects.filter(id=api_key.id).update(last_used_at=first - timedelta(minutes=5))
+    services._touched[str(api_key.id)] -= timedelta(minutes=1)  # as if this process touched it a minute ago
+    assert key_updates(rows[4:]) == 1
+    assert ApiKey.objects.get(id=api_key.id).last_used_at > first - timedelta(minutes=5)

@@ -85,6 +85,7 @@ def test_the_list_filters_by_status_and_names_a_bad_one(api, owner, owner_key):
 
 def test_the_list_costs_the_same_queries_however_many_recommendations(api, owner, owner_key):
     _rec(owner, owner_key[0], n=1)
+    api.get("/v1/recommendations")  # warm: the key's cache entry and last_used_at, set once a minute
     with CaptureQueriesContext(connection) as one:
         api.get("/v1/recommendations")
     for n in range(2, 7):
