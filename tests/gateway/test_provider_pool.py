@@ -61,14 +61,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server():
+def _serving():
     server = _Server()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
     server.shutdown()
     server.server_close()
+
+
+server = pytest.fixture(_serving, name="server")
+other_server = pytest.fixture(_serving, name="other_server")
 
 
 def _post(adapter: PooledAdapter, url: str, body: bytes | None = b"{}", method="POST") -> requests.Response:
@@ -126,16 +129,6 @@ def test_a_request_leaves_in_one_write(server, monkeypatch):
     assert writes[0].startswith(b"GET ") and writes[0].endswith(b"\r\n\r\n")
     assert server.connections == 1
     adapter.close()
-
-
-@pytest.fixture
-def other_server():
-    server = _Server()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def test_the_pool_is_found_per_origin_and_dropped_on_close(server, other_server):
