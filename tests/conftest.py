@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import io
+
 import orjson
 import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
 from django.test.client import ClientHandler
 
 from accounts.services import api_key_create, user_get_or_create
 from gateway.auth import key_cache
 from gateway.catalog import invalidate_catalog
-from neurometric.handler import ApiChain
+from neurometric.handler import ApiChain, Handler
 
 
 class _ClientHandler(ApiChain, ClientHandler):
@@ -66,3 +70,36 @@ def api(owner_key) -> ApiClient:
 def outsider_api(db) -> ApiClient:
     user, _ = user_get_or_create(email="outsider@example.com")
     return ApiClient(api_key_create(user=user, name="outsider")[1])
+
+
+@pytest.fixture
+def wsgi_app():
+    """The served WSGI application (neurometric/wsgi.py's Handler), keeping the test's database connection
+    as the test client does."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield Handler()
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+def wsgi_call(app, method: str, path: str, *, body: bytes = b"", key: str | None = None, **headers: str):
+    """A request as a WSGI server makes it: the status line, the headers (names lower-cased) and the body
+    iterable, not yet read or closed. `headers`: extra environ entries, e.g. HTTP_ACCEPT="text/html"."""
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "SERVER_NAME": "testserver",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        **headers,
+    }
+    if key:
+        environ["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+    started = []
+    iterable = app(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
+    status, names = started[0]
+    return status, {name.lower(): value for name, value in names}, iterable

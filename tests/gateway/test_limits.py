@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from datetime import timedelta
 from decimal import Decimal
 
@@ -10,15 +9,13 @@ import orjson
 import pytest
 import responses
 from django.core import mail
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.test import override_settings
 from django.utils import timezone
 
 from accounts.models import ApiKey, BudgetAlert
 from analytics.models import RequestLog
 from gateway.durations import format_duration
-from neurometric.handler import Handler
+from tests.conftest import wsgi_call
 from tests.gateway.openai_fixtures import UPSTREAM, completion, stream_body
 from tests.redis_util import fresh_redis_url
 
@@ -196,33 +193,10 @@ def test_a_key_with_only_a_request_rate_is_not_settled(api, owner_key, backend, 
     assert len(settled) == 1
 
 
-def _wsgi_post(app: Handler, key: str, body: dict):
+def _wsgi_post(app, key: str, body: dict):
     """A request as a WSGI server makes it: the status, and the body iterable it has not closed yet."""
-    data = orjson.dumps(body)
-    environ = {
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/v1/chat/completions",
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(data),
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(data)),
-        "HTTP_AUTHORIZATION": f"Bearer {key}",
-    }
-    started = []
-    iterable = app(environ, lambda status, headers, exc_info=None: started.append(status))
-    return started[0], iterable
-
-
-@pytest.fixture
-def wsgi_app():
-    """The served WSGI application, keeping the test's database connection (as the test client does)."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield Handler()
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+    status, _, iterable = wsgi_call(app, "POST", "/v1/chat/completions", body=orjson.dumps(body), key=key)
+    return status, iterable
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])

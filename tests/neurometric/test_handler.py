@@ -4,50 +4,27 @@ headers out."""
 
 from __future__ import annotations
 
-import io
-
 import orjson
 import pytest
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.test import override_settings
 
 from neurometric.handler import Handler
+from tests.conftest import wsgi_call
 
 
 @pytest.fixture
-def app(db):
-    """The served application, keeping the test's database connection (as the test client does)."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield Handler()
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+def app(db, wsgi_app):
+    return wsgi_app
 
 
 def _call(app, method: str, path: str, *, key: str | None = None, body: bytes = b"", accept: str = ""):
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "SERVER_NAME": "testserver",
-        "SERVER_PORT": "80",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "CONTENT_LENGTH": str(len(body)),
-        "CONTENT_TYPE": "application/json",
-    }
-    if key:
-        environ["HTTP_AUTHORIZATION"] = f"Bearer {key}"
-    if accept:
-        environ["HTTP_ACCEPT"] = accept
-    started = []
-    iterable = app(environ, lambda status, headers, exc_info=None: started.append((status, headers)))
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    status, headers, iterable = wsgi_call(app, method, path, body=body, key=key, **headers)
     try:
         data = b"".join(iterable)
     finally:
         iterable.close()
-    status, headers = started[0]
-    return int(status.split()[0]), {name.lower(): value for name, value in headers}, data
+    return int(status.split()[0]), headers, data
 
 
 def test_an_api_call_skips_the_page_middleware(app, owner_key):
