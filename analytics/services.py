@@ -139,6 +139,7 @@ def _copy(rows: list[dict]) -> bool:
 
 _touched: dict = {}  # key id -> when this process last set the key's last_used_at
 _TOUCHED_MAX = 100_000
+_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 def _touch_keys(key_ids: set) -> None:
@@ -154,9 +155,6 @@ def _touch_keys(key_ids: set) -> None:
     if len(_touched) >= _TOUCHED_MAX:
         _touched.clear()
     _touched.update(dict.fromkeys(due, now))
-
-
-_NEVER = datetime.min.replace(tzinfo=UTC)
 
 
 log_writer = LogWriter(

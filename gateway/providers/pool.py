@@ -38,9 +38,10 @@ def still_open(sock) -> bool:
     return not poller.poll(0)
 
 
-class _OneWrite:
-    """For an http.client connection: the head that `endheaders` would send is held, and sent with the first
-    piece of body that follows (or alone, before the response is read)."""
+class _ProviderConnection:
+    """For urllib3's connection classes: `is_connected` with the system's poll; and the head that
+    `endheaders` would send is held, and sent with the first piece of body that follows (or alone, before
+    the response is read)."""
 
     _holding = False
     _head: bytes | None = None
@@ -79,11 +80,11 @@ class _OneWrite:
         return super().getresponse()
 
 
-class _Connection(_OneWrite, HTTPConnection):
+class _Connection(_ProviderConnection, HTTPConnection):
     pass
 
 
-class _TLSConnection(_OneWrite, HTTPSConnection):
+class _TLSConnection(_ProviderConnection, HTTPSConnection):
     pass
 
 
