@@ -114,6 +114,9 @@ AUTH_USER_MODEL = "accounts.User"
 
 # --- Cache and Celery ---------------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# With Redis, a busy key far from its limits is admitted from a process's lease (gateway/limit_leases.py)
+# instead of one script call per request; false: every request is checked in Redis.
+LIMIT_LEASES = env.bool("LIMIT_LEASES", default=True)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
     CELERY_BROKER_URL = REDIS_URL

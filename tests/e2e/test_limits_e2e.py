@@ -91,6 +91,52 @@ def test_two_server_processes_sharing_one_redis_hold_one_limit_together(transact
     assert statuses.count(200) == 20
 
 
+def test_a_busy_key_leased_by_every_process_of_two_servers_still_holds_its_limit(
+    transactional_db, redis_servers, redis_url
+):
+    """An rpm of 600 is wide enough for leases (gateway/limit_leases.py): 16 clients on keep-alive
+    connections spread over two servers (four worker processes) make the key busy in each, and the
+    processes admit it from leases while it has more than half its requests left. Over the whole run the
+    key gets its 600 requests, plus what the bucket refilled meanwhile, never more; fewer only by what
+    leases still held at the end (6 requests a process)."""
+    import redis
+
+    key = _key(rpm=600)
+    leases_key = f"nm:limit:{{{ApiKey.objects.get(prefix=key[:11]).pk}}}:leases"
+    urls = [s.url for s in redis_servers]
+    client = redis.Redis.from_url(redis_url)
+    leased, done = [], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            leased.append(client.hlen(leases_key))
+            time.sleep(0.005)
+
+    def client_loop(n: int) -> list[int]:
+        with requests.Session() as session:
+            return [
+                session.post(
+                    f"{urls[n % 2]}/v1/chat/completions",
+                    json=BODY,
+                    headers={"Authorization": f"Bearer {key}"},
+                    timeout=30,
+                ).status_code
+                for _ in range(60)
+            ]
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = [status for run in pool.map(client_loop, range(16)) for status in run]
+    elapsed = time.time() - started
+    done.set()
+    watcher.join()
+    assert set(statuses) == {200, 429}
+    assert max(leased) >= 1  # processes held leases
+    assert 600 - 4 * 6 <= statuses.count(200) <= 600 + elapsed * 600 / 60
+
+
 def test_a_budget_is_not_overspent_by_more_than_the_requests_in_flight(transactional_db, redis_servers):
     # Each answer is 2,000 words: 2,000 × $10/M = $0.02 at gpt-4o prices; the budget is $0.05.
     key = _key(monthly_budget_usd=Decimal("0.05"), max_parallel=4)
