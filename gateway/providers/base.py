@@ -209,7 +209,9 @@ def _arriving(raw) -> Iterator[bytes]:
 def _prepared(upstream: UpstreamRequest) -> requests.PreparedRequest:
     """The request for requests' adapter, built directly: the URL, headers and JSON body are ours and
     already well-formed, so requests' general preparation (URL re-parsing, IDNA, hooks) is not needed."""
-    body = orjson.dumps(upstream.json)
+    # orjson's bytes keep the 4 KB it was written into, however short; this one lives as long as the call
+    # (a stream's: minutes), so it is copied to its own size.
+    body = memoryview(orjson.dumps(upstream.json)).tobytes()
     request = requests.PreparedRequest()
     request.method = "POST"
     request.url = f"{upstream.url}?{urlencode(upstream.params)}" if upstream.params else upstream.url

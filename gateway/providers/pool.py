@@ -13,10 +13,15 @@ requests finds the pool for a request by parsing its URL and building urllib3's 
 urllib3 writes a request in two system calls, the head and then the body, so the provider gets two TCP
 segments for every call. Here a body up to 64 KB leaves with its head in one write (larger ones as before,
 rather than copied).
+
+A response reads its socket through a buffer of 2 KB rather than http.client's 8 KB: the buffer lives as
+long as the response, and a gateway holding 1,000 streams holds 1,000 of them. Stream events arrive a few
+hundred bytes at a time; larger reads (a whole body, a long chunk) bypass the buffer anyway.
 """
 
 from __future__ import annotations
 
+import http.client
 import select
 
 from gevent.monkey import get_original
@@ -28,6 +33,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 _poll = get_original("select", "poll")  # select.poll itself where gevent has not patched it
 _JOIN_MAX = 64 * 1024  # a body up to this size is sent with the request's head
 _MAX_REMEMBERED = 16  # origins whose pool an adapter remembers (a provider has one or two)
+_READ_BUFFER = 2048  # bytes of a response's read buffer
 
 
 def still_open(sock) -> bool:
@@ -38,11 +44,21 @@ def still_open(sock) -> bool:
     return not poller.poll(0)
 
 
+class _ProviderResponse(http.client.HTTPResponse):
+    """http.client's response, reading through a small buffer."""
+
+    def __init__(self, sock, *args, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self.fp.close()  # the 8 KB reader http.client opened: freed now, and no longer counted on the socket
+        self.fp = sock.makefile("rb", _READ_BUFFER)
+
+
 class _ProviderConnection:
     """For urllib3's connection classes: `is_connected` with the system's poll; and the head that
     `endheaders` would send is held, and sent with the first piece of body that follows (or alone, before
     the response is read)."""
 
+    response_class = _ProviderResponse
     _holding = False
     _head: bytes | None = None
 

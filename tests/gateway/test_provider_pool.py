@@ -146,3 +146,43 @@ def test_the_pool_is_found_per_origin_and_dropped_on_close(server, other_server)
     assert _post(adapter, f"{first}/v1/chat/completions").raw._pool is not a
     assert server.connections == 2
     adapter.close()
+
+
+def test_a_response_reads_through_a_small_buffer_and_gives_its_socket_back(server):
+    """A response lives as long as its call (a stream's: minutes), and so does its read buffer: 2 KB, not
+    http.client's 8 KB. The reader http.client opened is closed, so closing the connection closes the
+    socket."""
+    import sys
+
+    adapter = PooledAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    response = _post(adapter, url)
+    reader = response.raw._fp.fp
+    assert reader is None or sys.getsizeof(reader) < 4096  # read whole: http.client dropped it
+    streamed = adapter.send(requests.Request("POST", url, data=b"{}").prepare(), stream=True, timeout=(2, 5))
+    reader = streamed.raw._fp.fp
+    assert 2048 <= sys.getsizeof(reader) < 4096  # the buffer counts in a reader's size
+    connection = streamed.raw._connection
+    sock = connection.sock
+    assert streamed.raw.read() == b'{"ok": true}'
+    connection.close()
+    assert sock.fileno() == -1  # no reader left holding it open
+    adapter.close()
+
+
+def test_a_provider_request_body_takes_its_own_size():
+    """orjson's bytes keep the 4 KB buffer they were written into; the request body, kept for the call's
+    life, is copied to its size."""
+    import tracemalloc
+
+    from gateway.providers.base import UpstreamRequest, _prepared
+
+    upstream = UpstreamRequest("http://provider/v1/chat/completions", {}, {"model": "m", "messages": []})
+    tracemalloc.start()
+    try:
+        bodies = [_prepared(upstream).body for _ in range(100)]
+        size, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert bodies[0] == b'{"model":"m","messages":[]}'
+    assert size < 100 * 1024  # 100 requests; orjson's own bytes: 400 KB
