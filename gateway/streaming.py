@@ -47,8 +47,8 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
     usage_chunk: dict[str, Any] | None = None
     reported: dict[str, Any] | None = None
     last: dict[str, Any] = {}
-    texts: list[str] = []  # the answer's text, and the tool calls' (for counting when no usage comes)
-    tool_texts: list[str] = []
+    texts = _Text()  # the answer's text, and the tool calls' (for counting when no usage comes)
+    tool_texts = _Text()
     status, error = CLIENT_CLOSED, None
     assembler = StreamAssembler() if call.cache is not None else None  # only when the answer is cached
     try:
@@ -69,7 +69,7 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
                 delta = choice.get("delta") or {}
                 content = delta.get("content")
                 if content:
-                    texts.append(content)
+                    texts.add(content)
                     call.first_token()
                 elif delta.get("tool_calls"):
                     _collect_tool_text(delta["tool_calls"], tool_texts)
@@ -94,7 +94,7 @@ def relay(call: Call, route: Route, chat: ChatRequest, response) -> Iterator[byt
         response.close()
         if call.usage is None:  # ended early: count what the client received
             call.usage = _estimate(chat, route, texts, tool_texts)
-        call.response_body = {"content": "".join(texts)} if texts else None
+        call.response_body = {"content": str(texts)} if texts else None
         if status == 200 and assembler is not None:  # the whole answer was sent: cache it
             call.cache.put(assembler.completion(reported or call.usage.to_openai()))
         call.finish(status, error)
@@ -116,12 +116,37 @@ def _usage_chunk(upstream: dict | None, last: dict, usage: dict) -> dict:
     return chunk
 
 
-def _collect_tool_text(tool_calls: list, texts: list[str]) -> None:
+class _Text:
+    """Text as it streams in, piece by piece. A stream keeps its text for minutes, and a string object per
+    word costs more than the word, so pieces are joined `JOINED` at a time (each is copied once)."""
+
+    JOINED = 32
+    __slots__ = ("_parts", "_loose")
+
+    def __init__(self):
+        self._parts: list[str] = []
+        self._loose = 0  # pieces at the end of _parts not joined yet
+
+    def add(self, piece: str) -> None:
+        self._parts.append(piece)
+        self._loose += 1
+        if self._loose == self.JOINED:
+            self._parts[-self.JOINED :] = ["".join(self._parts[-self.JOINED :])]
+            self._loose = 0
+
+    def __bool__(self) -> bool:
+        return bool(self._parts)
+
+    def __str__(self) -> str:
+        return "".join(self._parts)
+
+
+def _collect_tool_text(tool_calls: list, texts: _Text) -> None:
     for call in tool_calls:
         function = call.get("function") or {}
-        texts.append(function.get("name") or "")
-        texts.append(function.get("arguments") or "")
+        texts.add(function.get("name") or "")
+        texts.add(function.get("arguments") or "")
 
 
-def _estimate(chat: ChatRequest, route: Route, texts: list[str], tool_texts: list[str]) -> Usage:
-    return estimate_usage(chat.body["messages"], "".join(texts) + "".join(tool_texts), route.upstream_model)
+def _estimate(chat: ChatRequest, route: Route, texts: _Text, tool_texts: _Text) -> Usage:
+    return estimate_usage(chat.body["messages"], str(texts) + str(tool_texts), route.upstream_model)

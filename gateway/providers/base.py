@@ -100,6 +100,7 @@ class Provider:
         request = _prepared(upstream)
         try:
             response = self.adapter.send(request, stream=stream, timeout=self.timeout, proxies=self.proxies)
+            response.request = None  # sent: its headers and body need not live as long as a stream does
         except requests.Timeout as exc:
             raise UpstreamError(
                 f"The {self.name} provider did not answer in time.", status=504, code="upstream_timeout"

@@ -11,13 +11,21 @@ to its parent), which at a dashboard's request rate the collector handles."""
 from __future__ import annotations
 
 import gc
+import io
 from collections import Counter
 
 import orjson
 import pytest
 import responses
+from django.core.handlers.wsgi import WSGIRequest
+from django.http import HttpResponseBase
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from accounts.models import ApiKey
+from gateway.metering import Call
+from gateway.usage import Usage
+from gateway.validation import ChatRequest
 from tests.conftest import wsgi_call
 from tests.gateway.openai_fixtures import UPSTREAM, completion, stream_body
 
@@ -38,15 +46,20 @@ CASES = {
 }
 
 
+# What a request is made of. Only these are looked for: objects of other threads (a limiter's renewal
+# thread ending, a connection pool closed) may turn to garbage while the request runs.
+REQUEST_PARTS = (WSGIRequest, Request, APIView, HttpResponseBase, Call, ChatRequest, Usage, io.BytesIO)
+
+
 def _garbage_of(request) -> Counter:
-    """What the cyclic collector finds after `request()` ran with it off, by type."""
+    """What the cyclic collector finds of a request after `request()` ran with it off, by type."""
     gc.collect()
     gc.disable()
     gc.set_debug(gc.DEBUG_SAVEALL)
     try:
         request()
         gc.collect()
-        return Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage)
+        return Counter(type(o).__qualname__ for o in gc.garbage if isinstance(o, REQUEST_PARTS))
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
@@ -81,4 +94,4 @@ def test_a_finished_request_leaves_nothing_for_the_cyclic_collector(owner_key, w
     expected = {"plain": "200", "stream": "200", "models": "200", "invalid": "400", "unknown model": "404"}
     expected.update({"rate limited": "429", "upstream error": "400", "bad key": "401"})
     assert statuses[0].startswith(expected[case])
-    assert garbage == Counter()
+    assert not garbage, garbage.most_common(40)

@@ -186,3 +186,16 @@ def test_a_provider_request_body_takes_its_own_size():
         tracemalloc.stop()
     assert bodies[0] == b'{"model":"m","messages":[]}'
     assert size < 100 * 1024  # 100 requests; orjson's own bytes: 400 KB
+
+
+def test_a_provider_response_does_not_keep_the_request_it_answered(server):
+    """A stream's response lives for minutes; the request it answered (headers, body) is not kept with it."""
+    from gateway.providers import get_provider
+    from gateway.providers.base import UpstreamRequest
+
+    provider = get_provider("openai")
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    response = provider.send(UpstreamRequest(url, {"Authorization": "Bearer k"}, {"model": "m"}), stream=True)
+    assert response.request is None
+    assert response.raw.read() == b'{"ok": true}'
+    response.close()
