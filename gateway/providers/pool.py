@@ -25,8 +25,9 @@ import http.client
 import select
 
 from gevent.monkey import get_original
+from requests import Response
 from requests.adapters import HTTPAdapter
-from requests.utils import select_proxy
+from requests.utils import get_encoding_from_headers, select_proxy
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
@@ -132,6 +133,21 @@ class PooledAdapter(HTTPAdapter):
                 self._pools.clear()
             self._pools[key] = pool
         return pool
+
+    def build_response(self, req, resp) -> Response:
+        """requests' response, without what providers' answers never need and every call paid for: a
+        case-insensitive copy of the headers (urllib3's are case-insensitive already, and a stream's
+        response keeps them for minutes) and a search for cookies to store."""
+        response = Response()
+        response.status_code = resp.status
+        response.headers = resp.headers
+        response.encoding = get_encoding_from_headers(resp.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url
+        response.request = req
+        response.connection = self
+        return response
 
     def close(self) -> None:
         """Drop every pool, so that no connection is reused after it (the pool manager only forgets its

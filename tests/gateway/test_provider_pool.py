@@ -199,3 +199,14 @@ def test_a_provider_response_does_not_keep_the_request_it_answered(server):
     assert response.request is None
     assert response.raw.read() == b'{"ok": true}'
     response.close()
+
+
+def test_a_response_answers_header_lookups_in_any_case_without_a_copy(server):
+    adapter = PooledAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    response = _post(adapter, url)
+    assert response.headers["content-type"] == response.headers["Content-Type"] == "application/json"
+    assert "CONTENT-LENGTH" in response.headers and response.headers.get("x-absent") is None
+    assert response.status_code == 200 and response.reason == "OK" and response.url == url
+    assert response.headers is response.raw.headers  # urllib3's, not a second dictionary per response
+    adapter.close()
