@@ -184,13 +184,18 @@ class Leases:
 
     def _run(self) -> None:
         """The renewal thread: at once (the key just became busy), then every SYNC_SECONDS."""
-        while True:
-            try:
-                if not self.renew_all():
-                    return
-            except Exception:  # never let the thread die with leases still to give back
-                log.exception("Could not renew the rate-limit leases")
-            time.sleep(SYNC_SECONDS)
+        try:
+            while True:
+                try:
+                    if not self.renew_all():
+                        return
+                except Exception:  # never let the thread die with leases still to give back
+                    log.exception("Could not renew the rate-limit leases")
+                time.sleep(SYNC_SECONDS)
+        finally:  # however it ends, the next busy key starts another
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
 
     def renew_all(self) -> bool:
         """Renew every lease once; forget those of keys no longer asked for. False when none is left (the
@@ -213,20 +218,20 @@ class Leases:
                 log.exception("Could not renew the rate-limit lease of key %s", lease.key_id)
                 reply = None
             with self._lock:
-                self._renewed(lease, returned, reply)
+                crossed = self._renewed(lease, returned, reply)
+            if crossed is not None:  # outside the lock: sending the alert may take a while
+                self._alert(lease.key_id, lease.policy, *crossed)
         with self._lock:
-            if not self._leases:
-                self._thread = None
-                return False
-            return True
+            return bool(self._leases)
 
-    def _renewed(self, lease: Lease, returned: tuple, reply) -> None:
+    def _renewed(self, lease: Lease, returned: tuple, reply) -> tuple[int, int] | None:
+        """Apply a renewal's reply; returns the month's spend before and after its cost (nano-USD)."""
         requests, tokens, cost, in_flight, busy = returned
         if reply is None:  # Redis failed: give it back with the next renewal
             lease.requests += requests
             lease.tokens += tokens
             lease.cost += cost
-            return
+            return None
         granted, requests_left, tokens_left, spent = int(reply[0]), *(float(value) for value in reply[1:])
         lease.requests_left, lease.tokens_left = requests_left, tokens_left
         grant_requests, grant_tokens, grant_slots, grant_hold = lease.grant if granted else (0, 0, 0, 0)
@@ -234,7 +239,6 @@ class Leases:
         lease.tokens += grant_tokens  # what requests settled meanwhile stays owed (or due)
         lease.slots, lease.hold = in_flight + grant_slots, grant_hold
         lease.expires = time.monotonic() + VALID_SECONDS if granted else 0.0
-        if cost and spent >= 0:
-            self._alert(lease.key_id, lease.policy, int(spent) - cost, int(spent))
         if not busy and lease.settled():
             self._leases.pop((lease.key_id, lease.policy), None)
+        return (int(spent) - cost, int(spent)) if cost and spent >= 0 else None

@@ -233,3 +233,41 @@ def test_processes_with_leases_never_admit_more_than_the_limit(monkeypatch):
     elapsed = time.time() - started
     assert any(admission.lease is not None for admission in admitted)  # leases were used
     assert 3000 - 2 * 30 <= len(admitted) <= 3000 + elapsed * 3000 / 60
+
+
+def test_a_renewal_thread_that_dies_is_replaced_by_the_next_busy_key(monkeypatch):
+    """Whatever ends the renewal thread (even an exception that is not an Exception), the next busy key
+    starts another: leases are never left without renewals."""
+    import threading as threads
+
+    class Stop(BaseException):
+        pass
+
+    calls = []
+    renewed = threads.Event()
+
+    def renew(lease, *returned):
+        calls.append(returned)
+        renewed.set()
+        if len(calls) == 1:
+            raise Stop  # the first thread dies here
+        return (1, "100", "0", "-1")
+
+    monkeypatch.setattr(threads, "excepthook", lambda args: None)  # Stop's traceback, expected
+    leases = limit_leases.Leases(renew, alert=lambda *args: None)
+    policy = Policy(rpm=1000)
+    for _ in range(limit_leases.MIN_REQUESTS):
+        leases.asked("k", policy, -1)
+    assert renewed.wait(5)
+    deadline = time.monotonic() + 5
+    while leases._thread is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert leases._thread is None  # it died, and said so
+    renewed.clear()
+    for _ in range(limit_leases.MIN_REQUESTS):
+        leases.asked("k", policy, -1)
+    assert renewed.wait(5) and len(calls) == 2
+    deadline = time.monotonic() + 5
+    while leases.take("k", policy, 0) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert leases.take("k", policy, 0) is not None  # granted by the second thread
