@@ -177,15 +177,19 @@ def memory_summary(idle: dict | None, samples: list[dict], end: dict) -> dict:
     and growth from first to end."""
     every = [*samples, end]
     first = samples[1] if len(samples) > 1 else every[0]
-    peak = max(every, key=lambda s: s["rss_mb"])
-    growth = 100 * (end["rss_mb"] - first["rss_mb"]) / first["rss_mb"] if first["rss_mb"] else None
+
+    def growth(measure: str) -> float | None:
+        return round(100 * (end[measure] - first[measure]) / first[measure], 1) if first[measure] else None
+
     return {
         "idle": idle,
         "start": every[0],
         "first": first,
-        "peak": peak,
+        "peak": max(every, key=lambda s: s["rss_mb"]),
+        "pss_peak": max(every, key=lambda s: s["pss_mb"]),  # RSS and PSS need not peak in the same sample
         "end": end,
-        "growth_pct": round(growth, 1) if growth is not None else None,
+        "growth_pct": growth("rss_mb"),
+        "pss_growth_pct": growth("pss_mb"),
         "samples": samples,
     }
 
@@ -196,7 +200,7 @@ def _memory_cell(mem: dict | None) -> str:
     idle = f"{mem['idle']['rss_mb']:.0f}" if mem["idle"] else "?"
     return (
         f"{idle} / {mem['peak']['rss_mb']:.0f} / {mem['end']['rss_mb']:.0f}"
-        f" (PSS peak {mem['peak']['pss_mb']:.0f}, {mem['peak']['processes']} proc)"
+        f" (PSS peak {mem['pss_peak']['pss_mb']:.0f}, {mem['pss_peak']['processes']} proc)"
     )
 
 
@@ -234,13 +238,11 @@ def soak(results: dict, minutes: float) -> str:
         if r is None:
             continue
         mem = r["memory"]
-        pss_peak = max(sample["pss_mb"] for sample in [*mem["samples"], mem["end"]])
-        first, end = mem["first"]["pss_mb"], mem["end"]["pss_mb"]
-        growth = 100 * (end - first) / first if first else None
+        pss_peak, growth = mem["pss_peak"]["pss_mb"], mem["pss_growth_pct"]
         row = [
             label,
-            f"PSS first ({mem['first']['t_s']:g} s) {first:.1f} MB",
-            f"last {end:.1f} MB",
+            f"PSS first ({mem['first']['t_s']:g} s) {mem['first']['pss_mb']:.1f} MB",
+            f"last {mem['end']['pss_mb']:.1f} MB",
             f"max {pss_peak:.1f} MB",
             f"growth {growth:+.1f} %" if growth is not None else "growth ?",
             f"(RSS summed {mem['first']['rss_mb']:.0f} → {mem['end']['rss_mb']:.0f} MB,"
