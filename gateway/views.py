@@ -15,7 +15,6 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from gateway.catalog import get_catalog
@@ -81,8 +80,7 @@ class GatewayView(APIView):
         # every finished request — its WSGI request, body, Call, response — was left to Python's cyclic
         # collector instead of being freed when it ended: ~770 of them, 60 MB, in a worker that had held
         # 500 streams. Without that link, reference counting frees a request as soon as it is done.
-        if isinstance(self.request, Request):
-            self.request.parser_context = None
+        self.request.parser_context = None  # DRF's Request: set by dispatch before anything can fail
         self.__dict__.pop("head", None)  # Django's View.setup stores `self.head = self.get`: a cycle too
         return response
 
