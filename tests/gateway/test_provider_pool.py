@@ -1,4 +1,5 @@
-"""Keep-alive connections to providers (gateway/providers/pool.py), against a real local HTTP server."""
+"""Keep-alive connections to providers (gateway/providers/pool.py and http1.py), against a real local HTTP
+server."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from gateway.providers.pool import PooledAdapter, still_open
+from gateway.providers.http1 import still_open
+from gateway.providers.pool import PooledAdapter
 
 
 def test_still_open_tells_an_idle_socket_from_a_closed_or_dirty_one():
@@ -150,21 +152,17 @@ def test_the_pool_is_found_per_origin_and_dropped_on_close(server, other_server)
 
 def test_a_response_reads_through_a_small_buffer_and_gives_its_socket_back(server):
     """A response lives as long as its call (a stream's: minutes), and so does its read buffer: 2 KB, not
-    http.client's 8 KB. The reader http.client opened is closed, so closing the connection closes the
-    socket."""
+    http.client's 8 KB. Closing the connection closes the socket."""
     import sys
 
     adapter = PooledAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
-    response = _post(adapter, url)
-    reader = response.raw._fp.fp
-    assert reader is None or sys.getsizeof(reader) < 4096  # read whole: http.client dropped it
     streamed = adapter.send(requests.Request("POST", url, data=b"{}").prepare(), stream=True, timeout=(2, 5))
-    reader = streamed.raw._fp.fp
-    assert 2048 <= sys.getsizeof(reader) < 4096  # the buffer counts in a reader's size
-    connection = streamed.raw._connection
+    connection = streamed.raw.connection
+    assert 2048 <= sys.getsizeof(connection.reader) < 4096  # the buffer counts in a reader's size
     sock = connection.sock
     assert streamed.raw.read() == b'{"ok": true}'
+    assert streamed.raw.connection is None  # read to its end: back in the pool
     connection.close()
     assert sock.fileno() == -1  # no reader left holding it open
     adapter.close()
