@@ -37,6 +37,15 @@ class PooledAdapter(HTTPAdapter):
             pool = self._pools[origin] = Pool(origin, self._pool_maxsize)
         return pool
 
+    def request_url(self, request, proxies) -> str:
+        """The path and query of a direct request, without requests' two parses of the URL."""
+        if proxies and select_proxy(request.url, proxies):
+            return super().request_url(request, proxies)
+        rest = request.url.partition("://")[2]
+        start = min(i for i in (rest.find("/"), rest.find("?"), len(rest)) if i >= 0)
+        path = rest[start:]
+        return path if path.startswith("/") else "/" + path
+
     def build_response(self, req, resp) -> Response:
         """requests' response, without what providers' answers never need and every call paid for: a
         case-insensitive copy of the headers (the pool's are case-insensitive already, and a stream's

@@ -208,3 +208,19 @@ def test_a_response_answers_header_lookups_in_any_case_without_a_copy(server):
     assert response.status_code == 200 and response.reason == "OK" and response.url == url
     assert response.headers is response.raw.headers  # urllib3's, not a second dictionary per response
     adapter.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h:1/v1/chat?x=1",
+        "http://h:1",
+        "http://h:1?x=1",
+        "https://h/v1/a/b",
+        "http://[::1]:80/p?a=b&c=d",
+    ],
+)
+def test_the_request_line_path_is_the_one_requests_would_send(url):
+    prepared = requests.Request("POST", url).prepare()
+    expected = requests.adapters.HTTPAdapter().request_url(prepared, {})
+    assert PooledAdapter().request_url(prepared, {}) == expected
