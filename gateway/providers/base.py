@@ -180,7 +180,7 @@ class Provider:
         connection = response.raw.connection
         if connection is None or connection.sock is None:
             return
-        connection.sock.settimeout(_FINISH_SECONDS)  # urllib3 sets the read timeout again on the next request
+        connection.sock.settimeout(_FINISH_SECONDS)  # set again by the pool on its next request
         try:
             for _ in itertools.islice(events, _FINISH_EVENTS):
                 pass

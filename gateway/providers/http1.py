@@ -134,12 +134,14 @@ class Pool:
             connection.close()
 
     def _idle_connection(self) -> Connection | None:
-        while self.idle:
-            connection = self.idle.pop()
+        while True:
+            try:
+                connection = self.idle.pop()  # atomic: threads (runserver, Celery) may share a pool
+            except IndexError:
+                return None
             if still_open(connection.sock):
                 return connection
             connection.close()
-        return None
 
     def _connect(self, url: str, connect_timeout) -> Connection:
         connect_timeout = Timeout.resolve_default_timeout(connect_timeout)

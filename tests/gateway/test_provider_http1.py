@@ -295,3 +295,29 @@ def test_https_checks_the_certificate(tmp_path):
         adapter.close()
         server.shutdown()
         server.server_close()
+
+
+def test_threads_sharing_a_pool_each_get_a_connection_of_their_own(scripted):
+    """Outside gevent (runserver, Celery's threads) several threads share a provider's pool: each request
+    takes a connection no other holds, and at most `pool_maxsize` stay pooled."""
+    server = scripted(lambda request: _json_answer(request.rpartition(b"\r\n\r\n")[2]))
+    adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+    failures: list[BaseException] = []
+
+    def client(number: int) -> None:
+        try:
+            for i in range(50):
+                body = f'{{"n": "{number}-{i}"}}'.encode()
+                assert _send(adapter, server.url, body=body).content == body  # its own answer, not another's
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    adapter.close()
+    assert failures == []
+    assert len(server.requests) == 400
+    assert server.connections < 400  # pooled connections were reused
