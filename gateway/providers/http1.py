@@ -262,34 +262,27 @@ class Response:
         return self._connection is None
 
     def read(self, amt: int | None = None, decode_content: bool = True) -> bytes:
-        """Up to `amt` bytes of body (all of it without `amt`); b"" once it has all been read."""
+        """Up to `amt` bytes of body (a chunk at most when chunked; all of it without `amt`); b"" once it
+        has all been read."""
         if amt is None:
             return b"".join(self.stream(_JOIN_MAX, decode_content))
-        if self.chunked:
-            return next(self.stream(amt, decode_content), b"")  # a chunk at most
-        data = self._raw(amt, whole=True)
-        return self._decode(data, decode_content)
+        return next(self.stream(amt, decode_content), b"")
 
     def read1(self, amt: int | None = None, decode_content: bool = True) -> bytes:
-        """What is there to read now, up to `amt` bytes (waiting for some if nothing is)."""
-        if self.chunked:
-            return next(self.stream(amt or _JOIN_MAX, decode_content), b"")
-        return self._decode(self._raw(amt or _JOIN_MAX, whole=False), decode_content)
+        """What is there to read now, up to `amt` bytes (waiting for some if nothing is); b"" at the end."""
+        return next(self.stream(amt, decode_content, whole=False), b"")
 
-    def stream(self, amt: int | None = 65536, decode_content: bool = True) -> Iterator[bytes]:
-        """The body, piece by piece as it arrives: a chunk at a time when chunked."""
+    def stream(self, amt: int | None = 65536, decode_content: bool = True, *, whole=True) -> Iterator[bytes]:
+        """The body, piece by piece as it arrives: a chunk at a time when chunked, else up to `amt` bytes
+        (`whole`: waiting for all `amt`, else what one read gives). Never an empty piece: compressed bytes
+        that decode to nothing yet are followed by more."""
         amt = amt or _JOIN_MAX
         while not self._done:
-            if self.chunked:
-                data = next(self._chunks, None)
-                if data is None:
-                    break
-            else:
-                data = self._raw(amt, whole=True)
+            data = next(self._chunks, b"") if self.chunked else self._raw(amt, whole=whole)
             data = self._decode(data, decode_content)
             if data:
                 yield data
-        if decode_content and self._decoder is not None:
+        if decode_content and self._decoder is not None:  # what the decompressor still holds
             tail, self._decoder = self._decoder.flush(), None
             if tail:
                 yield tail

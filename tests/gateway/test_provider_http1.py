@@ -173,6 +173,11 @@ def test_a_gzip_answer_is_decoded_whole_and_streamed(scripted, adapter):
     assert _send(adapter, server.url).content == body
     streamed = _send(adapter, server.url, stream=True)
     assert b"".join(streamed.raw.stream(1024)) == body
+    # A byte at a time: the first reads decode to nothing yet (the gzip header), which is not the end.
+    streamed, pieces = _send(adapter, server.url, stream=True), []
+    while piece := streamed.raw.read1(1):
+        pieces.append(piece)
+    assert b"".join(pieces) == body
 
 
 def test_an_interim_answer_is_skipped_and_a_bodiless_one_reuses_its_connection(scripted, adapter):
