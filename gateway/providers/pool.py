@@ -22,19 +22,21 @@ class PooledAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args, **kwargs) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self._pools: dict[str, Pool] = {}
+        self._pools: dict[tuple, Pool] = {}
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         if proxies and select_proxy(request.url, proxies):
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
-        origin = _origin(request.url)
-        pool = self._pools.get(origin)
+        # A connection is reused only under the TLS settings it was opened with: one pool per origin and
+        # (verify, cert), as requests' own pools are keyed.
+        key = (_origin(request.url), verify, cert)
+        pool = self._pools.get(key)
         if pool is None or pool.closed:  # not yet asked for, or closed since
             if len(self._pools) >= _MAX_REMEMBERED:
                 for forgotten in self._pools.values():
                     forgotten.close()
                 self._pools.clear()
-            pool = self._pools[origin] = Pool(origin, self._pool_maxsize)
+            pool = self._pools[key] = Pool(key[0], self._pool_maxsize)
         return pool
 
     def request_url(self, request, proxies) -> str:

@@ -258,9 +258,9 @@ def test_a_refused_connection_is_requests_connection_error(adapter):
             _send(adapter, f"http://127.0.0.1:{port}")
 
 
-def test_https_checks_the_certificate(tmp_path):
-    """TLS with the provider's certificate verified against the CA bundle requests names (certifi's by
-    default, or `verify`); a certificate no trusted CA signed is refused; verify=False skips the check."""
+@pytest.fixture
+def https_server(tmp_path):
+    """A local HTTPS server whose certificate a throwaway CA signed: yields its URL and the CA's file."""
     import ssl
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -288,18 +288,59 @@ def test_https_checks_the_certificate(tmp_path):
     certificate.configure_cert(context)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"https://localhost:{server.server_address[1]}"
+    yield f"https://localhost:{server.server_address[1]}", ca_path
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_checks_the_certificate(https_server):
+    """TLS with the provider's certificate verified against the CA bundle requests names (certifi's by
+    default, or `verify`); a certificate no trusted CA signed is refused; verify=False skips the check."""
+    url, ca_path = https_server
     adapter = PooledAdapter(pool_connections=1, pool_maxsize=2, max_retries=0)
     try:
         with pytest.raises(requests.exceptions.SSLError):
             _send(adapter, url)  # certifi's bundle: our test CA is not in it
         assert _send(adapter, url, verify=str(ca_path)).json() == {}
         assert _send(adapter, url, verify=str(ca_path)).json() == {}  # on the kept connection
+        with pytest.raises(requests.exceptions.SSLError):
+            _send(adapter, url)  # not on that connection: it was checked against another CA
         assert _send(adapter, url, verify=False).json() == {}
     finally:
         adapter.close()
-        server.shutdown()
-        server.server_close()
+
+
+def test_https_under_gevent_as_the_web_workers_run_it(https_server):
+    """The web workers patch the standard library with gevent before anything is imported
+    (gunicorn.conf.py), so sockets and TLS are gevent's: 20 greenlets share the pool, and an unknown
+    certificate is still refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url, ca_path = https_server
+    script = f"""
+from gevent import monkey
+monkey.patch_all()
+import gevent, requests
+from gateway.providers.pool import PooledAdapter
+
+adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+def call(verify):
+    request = requests.Request("POST", {url!r} + "/v1/chat/completions", data=b"{{}}").prepare()
+    return adapter.send(request, timeout=(2, 5), verify=verify).json()
+jobs = [gevent.spawn(call, {str(ca_path)!r}) for _ in range(20)]
+gevent.joinall(jobs, raise_error=True)
+print(sum(job.value == {{}} for job in jobs))
+try:
+    call(True)
+except requests.exceptions.SSLError:
+    print("refused")
+"""
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-c", script]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=root)
+    assert done.stdout.split() == ["20", "refused"], done.stderr
 
 
 def test_threads_sharing_a_pool_each_get_a_connection_of_their_own(scripted):
