@@ -14,6 +14,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
+from gateway.providers import http1
 from gateway.providers.pool import PooledAdapter
 
 OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -323,6 +324,7 @@ def test_https_under_gevent_as_the_web_workers_run_it(https_server):
 from gevent import monkey
 monkey.patch_all()
 import gevent, requests
+from gateway.providers import http1
 from gateway.providers.pool import PooledAdapter
 
 adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
@@ -367,3 +369,14 @@ def test_threads_sharing_a_pool_each_get_a_connection_of_their_own(scripted):
     assert failures == []
     assert len(server.requests) == 400
     assert server.connections < 400  # pooled connections were reused
+
+
+def test_through_a_proxy_urllib3_sends_the_request(scripted, adapter):
+    """With a proxy for the provider's URL (HTTPS_PROXY and the like, read by the provider at start), the
+    request goes through urllib3's proxy pools, as requests sends it: the absolute URL in the request line."""
+    proxy = scripted(lambda request: _json_answer())
+    request = requests.Request("POST", "http://provider.invalid/v1/chat/completions", data=b"{}").prepare()
+    response = adapter.send(request, timeout=(2, 5), proxies={"http": proxy.url})
+    assert response.json() == {"ok": True}
+    assert proxy.requests[0].startswith(b"POST http://provider.invalid/v1/chat/completions HTTP/1.1\r\n")
+    assert not isinstance(response.raw, http1.Response)
