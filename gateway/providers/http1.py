@@ -23,6 +23,7 @@ API: "Expect: 100-continue", upgrades, pipelining. Proxies stay with urllib3 (ga
 
 from __future__ import annotations
 
+import logging
 import re
 import select
 import socket
@@ -35,6 +36,7 @@ from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError, ReadTimeoutError, SSLError
 from urllib3.util import Timeout, parse_url
 
+log = logging.getLogger(__name__)
 _poll = get_original("select", "poll")  # select.poll itself where gevent has not patched it
 _JOIN_MAX = 64 * 1024  # a body up to this size is sent with the request's head
 _READ_BUFFER = 2048  # bytes of a response's read buffer
@@ -115,10 +117,14 @@ class Pool:
                 connection.sock.sendall(head)
                 if body:
                     connection.sock.sendall(body)
-            return Response.read_head(self, connection, method)
+            response = Response.read_head(self, connection, method)
         except BaseException:
             connection.close()
             raise
+        if log.isEnabledFor(logging.DEBUG):  # as urllib3 logged it; never the query, which may hold a key
+            path = url.split("?", 1)[0]
+            log.debug('%s://%s "%s %s" %s', self.scheme, self.host_header, method, path, response.status)
+        return response
 
     def put(self, connection: Connection) -> None:
         """An answered connection, back in the pool (closed if the pool is full or closed)."""
@@ -159,6 +165,7 @@ class Pool:
             raise MaxRetryError(self, url, reason) from exc  # requests: ConnectTimeout
         except ssl.SSLError as exc:  # the certificate did not verify, or no protocol in common
             raise SSLError(f"TLS with {self.host} failed: {exc}") from exc  # requests: SSLError
+        log.debug("New connection to %s://%s", self.scheme, self.host_header)
         return Connection(sock)
 
     def _tls_context(self) -> ssl.SSLContext:

@@ -380,3 +380,19 @@ def test_through_a_proxy_urllib3_sends_the_request(scripted, adapter):
     assert response.json() == {"ok": True}
     assert proxy.requests[0].startswith(b"POST http://provider.invalid/v1/chat/completions HTTP/1.1\r\n")
     assert not isinstance(response.raw, http1.Response)
+
+
+def test_debug_logs_name_connections_and_answers_but_never_the_query(scripted, adapter, caplog):
+    """At DEBUG, as urllib3 logged: each new connection, and each answer's method, path and status. The
+    query is left out: a provider may take its key there (Gemini's `?key=`)."""
+    import logging
+
+    server = scripted(lambda request: _json_answer())
+    with caplog.at_level(logging.DEBUG, logger="gateway.providers.http1"):
+        for _ in range(2):
+            request = requests.Request("POST", f"{server.url}/v1/chat?key=secret-in-query", data=b"{}")
+            adapter.send(request.prepare(), timeout=(2, 5)).content  # noqa: B018
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines.count(f"New connection to http://127.0.0.1:{server.port}") == 1
+    assert lines.count(f'http://127.0.0.1:{server.port} "POST /v1/chat" 200') == 2
+    assert "secret-in-query" not in caplog.text
