@@ -229,11 +229,12 @@ class Response:
 
     @classmethod
     def read_head(cls, pool: Pool, connection: Connection, method: str) -> Response:
-        while True:
-            status, reason, version = _status_line(connection.reader)
-            headers = _header_block(connection.reader)
-            if not 100 <= status < 200:
-                break  # 1xx: an interim answer (100 Continue, 103 Early Hints) before the real one
+        with _Reading(pool):
+            while True:
+                status, reason, version = _status_line(connection.reader)
+                headers = _header_block(connection.reader)
+                if not 100 <= status < 200:
+                    break  # 1xx: an interim answer (100 Continue, 103 Early Hints) before the real one
         response = cls(pool, connection, status, reason, headers, version)
         response._frame(method)
         return response
@@ -248,7 +249,6 @@ class Response:
         elif (length := headers.get("content-length")) is not None:
             lengths = {value.strip() for value in length.split(",")}
             if len(lengths) != 1 or not (value := lengths.pop()).isdigit():
-                self.close()
                 raise ProtocolError(f"Invalid Content-Length in the provider's answer: {length!r}")
             self._remaining = int(value)
         else:
@@ -260,13 +260,6 @@ class Response:
     @property
     def connection(self) -> Connection | None:
         return self._connection
-
-    @property
-    def closed(self) -> bool:
-        return self._connection is None
-
-    def isclosed(self) -> bool:
-        return self._connection is None
 
     def read(self, amt: int | None = None, decode_content: bool = True) -> bytes:
         """Up to `amt` bytes of body (a chunk at most when chunked; all of it without `amt`); b"" once it
@@ -313,7 +306,7 @@ class Response:
         if self._remaining is not None:
             amt = min(amt, self._remaining)
         reader = self._connection.reader
-        with self._reading():
+        with _Reading(self._pool, self):
             data = reader.read(amt) if whole else reader.read1(amt)
         if self._remaining is None:
             if not data:
@@ -330,7 +323,7 @@ class Response:
     def _read_chunks(self) -> Iterator[bytes]:
         reader = self._connection.reader
         while True:
-            with self._reading():
+            with _Reading(self._pool, self):
                 line = reader.readline(_MAX_LINE + 1)
                 if not line.endswith(b"\n"):
                     raise ProtocolError("Connection broken: the answer ended inside a chunk's size")
@@ -348,9 +341,6 @@ class Response:
                 if len(data) < size or reader.read(2) not in (b"\r\n", b"\n"):
                     raise ProtocolError("Connection broken: the answer ended inside a chunk")
             yield data
-
-    def _reading(self):
-        return _Reading(self)
 
     def _finish(self) -> None:
         connection, self._connection = self._connection, None
@@ -372,12 +362,14 @@ class Response:
 
 
 class _Reading:
-    """Around a read: a socket timeout is urllib3's read timeout, a broken connection its protocol error;
-    either way the connection is closed (it is mid-answer, never reusable)."""
+    """Around a read: a socket timeout is urllib3's read timeout, a broken connection its protocol error
+    (requests maps both). Mid-body, the response is closed: its connection is never reusable. (While the
+    head is read there is no response yet; `Pool.urlopen` closes the connection.)"""
 
-    __slots__ = ("response",)
+    __slots__ = ("pool", "response")
 
-    def __init__(self, response: Response):
+    def __init__(self, pool: Pool, response: Response | None = None):
+        self.pool = pool
         self.response = response
 
     def __enter__(self) -> None:
@@ -386,19 +378,17 @@ class _Reading:
     def __exit__(self, kind, exc, traceback) -> bool:
         if exc is None:
             return False
-        self.response.close()
+        if self.response is not None:
+            self.response.close()
         if isinstance(exc, TimeoutError):
-            raise ReadTimeoutError(self.response._pool, None, "Read timed out.") from exc
+            raise ReadTimeoutError(self.pool, None, "Read timed out.") from exc
         if isinstance(exc, OSError | ValueError):  # ValueError: a read of a file closed meanwhile
             raise ProtocolError(f"Connection broken: {exc!r}", exc) from exc
         return False
 
 
 def _status_line(reader) -> tuple[int, str, int]:
-    try:
-        line = reader.readline(_MAX_LINE + 1)
-    except TimeoutError as exc:
-        raise ReadTimeoutError(None, None, "Read timed out.") from exc
+    line = reader.readline(_MAX_LINE + 1)
     if not line:
         raise ProtocolError("Connection aborted.", "the provider closed the connection without an answer")
     parts = line.decode("latin-1").rstrip("\r\n").split(None, 2)
@@ -414,10 +404,7 @@ def _header_block(reader) -> HTTPHeaderDict:
     headers = HTTPHeaderDict()
     last = None
     for _ in range(_MAX_HEADERS + 1):
-        try:
-            line = reader.readline(_MAX_LINE + 1)
-        except TimeoutError as exc:
-            raise ReadTimeoutError(None, None, "Read timed out.") from exc
+        line = reader.readline(_MAX_LINE + 1)
         if line in (b"\r\n", b"\n", b""):
             return headers
         if len(line) > _MAX_LINE:
