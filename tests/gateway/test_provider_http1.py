@@ -4,74 +4,17 @@ compressed, cut short, or not HTTP at all."""
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import socket
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 import requests
 
 from gateway.providers import http1
 from gateway.providers.pool import PooledAdapter
-
-OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-
-
-def _json_answer(body: bytes = b'{"ok": true}', extra: bytes = b"") -> bytes:
-    return OK_HEAD + extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-
-
-class ScriptedServer:
-    """Reads each request (head and Content-Length body), then sends `answer(request)`; a None answer, or
-    `close_after`, closes the connection."""
-
-    def __init__(self, answer: Callable[[bytes], bytes | None]):
-        self.answer = answer
-        self.close_after = False
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        reader = conn.makefile("rb")
-        with conn, reader, contextlib.suppress(OSError):  # the client may reset a connection it gave up on
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = reader.readline()
-                    if not line:
-                        return
-                    head += line
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                request = head + reader.read(length)
-                self.requests.append(request)
-                answer = self.answer(request)
-                if answer is None:
-                    return
-                conn.sendall(answer)
-                if self.close_after:
-                    return
-
-    def close(self) -> None:
-        self.listener.close()
+from tests.gateway.scripted_server import ScriptedServer, json_answer
 
 
 @pytest.fixture
@@ -100,7 +43,7 @@ def _send(adapter, url: str, *, stream=False, body: bytes | None = b"{}", header
 
 
 def test_the_request_head_names_host_encoding_and_length(scripted, adapter):
-    server = scripted(lambda request: _json_answer())
+    server = scripted(lambda request: json_answer())
     response = _send(adapter, server.url, body=b'{"a": 1}', headers={"Authorization": "Bearer k"})
     assert response.json() == {"ok": True}
     head, _, body = server.requests[0].partition(b"\r\n\r\n")
@@ -118,7 +61,7 @@ def test_a_header_with_a_line_break_is_refused_before_anything_is_sent(scripted,
     provider key or header with a line break in it is refused here, not sent as two headers."""
     from gateway.providers.base import UpstreamRequest, _prepared
 
-    server = scripted(lambda request: _json_answer())
+    server = scripted(lambda request: json_answer())
     upstream = UpstreamRequest(f"{server.url}/v1/chat", {"Authorization": "Bearer k\r\nX-Injected: 1"}, {})
     with pytest.raises(ValueError, match="line break"):
         adapter.send(_prepared(upstream), timeout=(2, 5))
@@ -155,10 +98,10 @@ def test_an_answer_without_a_length_ends_with_its_connection_which_is_not_reused
 def test_connection_close_and_http_1_0_answers_are_not_reused(scripted, adapter):
     answers = iter(
         [
-            _json_answer(extra=b"Connection: close\r\n"),
-            _json_answer().replace(b"HTTP/1.1", b"HTTP/1.0"),
-            _json_answer(extra=b"Connection: keep-alive\r\n").replace(b"HTTP/1.1", b"HTTP/1.0"),
-            _json_answer(),
+            json_answer(extra=b"Connection: close\r\n"),
+            json_answer().replace(b"HTTP/1.1", b"HTTP/1.0"),
+            json_answer(extra=b"Connection: keep-alive\r\n").replace(b"HTTP/1.1", b"HTTP/1.0"),
+            json_answer(),
         ]
     )
     server = scripted(lambda request: next(answers))
@@ -170,7 +113,7 @@ def test_connection_close_and_http_1_0_answers_are_not_reused(scripted, adapter)
 def test_a_gzip_answer_is_decoded_whole_and_streamed(scripted, adapter):
     body = b'{"text": "' + b"hello " * 2000 + b'"}'
     packed = gzip.compress(body)
-    server = scripted(lambda request: _json_answer(packed, b"Content-Encoding: gzip\r\n"))
+    server = scripted(lambda request: json_answer(packed, b"Content-Encoding: gzip\r\n"))
     assert _send(adapter, server.url).content == body
     streamed = _send(adapter, server.url, stream=True)
     assert b"".join(streamed.raw.stream(1024)) == body
@@ -184,9 +127,9 @@ def test_a_gzip_answer_is_decoded_whole_and_streamed(scripted, adapter):
 def test_an_interim_answer_is_skipped_and_a_bodiless_one_reuses_its_connection(scripted, adapter):
     answers = iter(
         [
-            b"HTTP/1.1 100 Continue\r\n\r\n" + _json_answer(),
+            b"HTTP/1.1 100 Continue\r\n\r\n" + json_answer(),
             b"HTTP/1.1 204 No Content\r\nContent-Type: application/json\r\n\r\n",
-            _json_answer(extra=b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"),
+            json_answer(extra=b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n"),
         ]
     )
     server = scripted(lambda request: next(answers))
@@ -199,7 +142,7 @@ def test_an_interim_answer_is_skipped_and_a_bodiless_one_reuses_its_connection(s
 
 
 def test_an_unread_stream_closed_early_does_not_return_its_connection(scripted, adapter):
-    server = scripted(lambda request: _json_answer(b"x" * 100_000))
+    server = scripted(lambda request: json_answer(b"x" * 100_000))
     streamed = _send(adapter, server.url, stream=True)
     assert len(streamed.raw.read1(1024)) > 0
     streamed.close()
@@ -225,7 +168,7 @@ def test_a_broken_answer_head_is_requests_connection_error(scripted, adapter, an
 @pytest.mark.parametrize(
     "answer",
     [
-        _json_answer(b'{"ok": true}')[:-4],  # fewer bytes than its Content-Length, then closed
+        json_answer(b'{"ok": true}')[:-4],  # fewer bytes than its Content-Length, then closed
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nshort",  # cut inside a chunk
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # not a chunk size
     ],
@@ -242,7 +185,7 @@ def test_a_body_cut_short_is_a_requests_error_and_its_connection_dropped(scripte
 def test_a_provider_that_does_not_answer_in_time_is_a_read_timeout(scripted, adapter):
     def slow(request):
         time.sleep(1.0)
-        return _json_answer()
+        return json_answer()
 
     server = scripted(slow)
     started = time.monotonic()
@@ -324,7 +267,6 @@ def test_https_under_gevent_as_the_web_workers_run_it(https_server):
 from gevent import monkey
 monkey.patch_all()
 import gevent, requests
-from gateway.providers import http1
 from gateway.providers.pool import PooledAdapter
 
 adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
@@ -348,7 +290,7 @@ except requests.exceptions.SSLError:
 def test_threads_sharing_a_pool_each_get_a_connection_of_their_own(scripted):
     """Outside gevent (runserver, Celery's threads) several threads share a provider's pool: each request
     takes a connection no other holds, and at most `pool_maxsize` stay pooled."""
-    server = scripted(lambda request: _json_answer(request.rpartition(b"\r\n\r\n")[2]))
+    server = scripted(lambda request: json_answer(request.rpartition(b"\r\n\r\n")[2]))
     adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
     failures: list[BaseException] = []
 
@@ -374,7 +316,7 @@ def test_threads_sharing_a_pool_each_get_a_connection_of_their_own(scripted):
 def test_through_a_proxy_urllib3_sends_the_request(scripted, adapter):
     """With a proxy for the provider's URL (HTTPS_PROXY and the like, read by the provider at start), the
     request goes through urllib3's proxy pools, as requests sends it: the absolute URL in the request line."""
-    proxy = scripted(lambda request: _json_answer())
+    proxy = scripted(lambda request: json_answer())
     request = requests.Request("POST", "http://provider.invalid/v1/chat/completions", data=b"{}").prepare()
     response = adapter.send(request, timeout=(2, 5), proxies={"http": proxy.url})
     assert response.json() == {"ok": True}
@@ -387,7 +329,7 @@ def test_debug_logs_name_connections_and_answers_but_never_the_query(scripted, a
     query is left out: a provider may take its key there (Gemini's `?key=`)."""
     import logging
 
-    server = scripted(lambda request: _json_answer())
+    server = scripted(lambda request: json_answer())
     with caplog.at_level(logging.DEBUG, logger="gateway.providers.http1"):
         for _ in range(2):
             request = requests.Request("POST", f"{server.url}/v1/chat?key=secret-in-query", data=b"{}")

@@ -4,14 +4,13 @@ server."""
 from __future__ import annotations
 
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
 from gateway.providers.http1 import still_open
 from gateway.providers.pool import PooledAdapter
+from tests.gateway.scripted_server import ScriptedServer, json_answer
 
 
 def test_still_open_tells_an_idle_socket_from_a_closed_or_dirty_one():
@@ -29,47 +28,10 @@ def test_still_open_tells_an_idle_socket_from_a_closed_or_dirty_one():
         theirs.close()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.connections = 0
-        self.close_after_answer = False
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def setup(self):
-        super().setup()
-        self.server.connections += 1
-
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = b'{"ok": true}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        # Closed right after the answer, without saying so: the connection goes back to the pool, and only
-        # the check before its reuse can tell that it is gone.
-        self.close_connection = self.server.close_after_answer
-
-    do_GET = do_POST
-
-    def log_message(self, *args):
-        pass
-
-
 def _serving():
-    server = _Server()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = ScriptedServer(lambda request: json_answer())
     yield server
-    server.shutdown()
-    server.server_close()
+    server.close()
 
 
 server = pytest.fixture(_serving, name="server")
@@ -85,13 +47,13 @@ def _post(adapter: PooledAdapter, url: str, body: bytes | None = b"{}", method="
 
 def test_a_connection_is_reused_while_open_and_replaced_once_closed(server):
     adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    url = f"{server.url}/v1/chat/completions"
     for _ in range(3):
         _post(adapter, url)
     assert server.connections == 1  # kept alive and reused
-    server.close_after_answer = True
+    server.close_after = True
     _post(adapter, url)  # answered, then closed by the server while pooled
-    server.close_after_answer = False
+    server.close_after = False
     _post(adapter, url)  # the closed connection is noticed and replaced, not written to
     assert server.connections == 2
     _post(adapter, url)
@@ -103,7 +65,7 @@ def test_a_request_leaves_in_one_write(server, monkeypatch):
     """Head and body in one system call (one TCP segment); a large body after its head, not copied."""
     writes: list[bytes] = []
     send_all = socket.socket.sendall
-    port = server.server_address[1]
+    port = server.port
 
     def counted(sock, data, *args):
         if sock.getpeername()[1] == port:  # the client's writes, not the server's answers
@@ -137,8 +99,8 @@ def test_the_pool_is_found_per_origin_and_dropped_on_close(server, other_server)
     """A pool is remembered per origin (scheme, host, port), whatever the path and query; close() drops
     them all, so that no connection is reused after it."""
     adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
-    first = f"http://127.0.0.1:{server.server_address[1]}"
-    other = f"http://127.0.0.1:{other_server.server_address[1]}"
+    first = f"{server.url}"
+    other = f"{other_server.url}"
     a = _post(adapter, f"{first}/v1/chat/completions").raw._pool
     assert _post(adapter, f"{first}/v1/embeddings?x=1").raw._pool is a
     assert _post(adapter, f"{other}/v1/chat/completions").raw._pool is not a
@@ -156,7 +118,7 @@ def test_a_response_reads_through_a_small_buffer_and_gives_its_socket_back(serve
     import sys
 
     adapter = PooledAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    url = f"{server.url}/v1/chat/completions"
     streamed = adapter.send(requests.Request("POST", url, data=b"{}").prepare(), stream=True, timeout=(2, 5))
     connection = streamed.raw.connection
     assert 2048 <= sys.getsizeof(connection.reader) < 4096  # the buffer counts in a reader's size
@@ -192,7 +154,7 @@ def test_a_provider_response_does_not_keep_the_request_it_answered(server):
     from gateway.providers.base import UpstreamRequest
 
     provider = get_provider("openai")
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    url = f"{server.url}/v1/chat/completions"
     response = provider.send(UpstreamRequest(url, {"Authorization": "Bearer k"}, {"model": "m"}), stream=True)
     assert response.request is None
     assert response.raw.read() == b'{"ok": true}'
@@ -201,7 +163,7 @@ def test_a_provider_response_does_not_keep_the_request_it_answered(server):
 
 def test_a_response_answers_header_lookups_in_any_case_without_a_copy(server):
     adapter = PooledAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-    url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+    url = f"{server.url}/v1/chat/completions"
     response = _post(adapter, url)
     assert response.headers["content-type"] == response.headers["Content-Type"] == "application/json"
     assert "CONTENT-LENGTH" in response.headers and response.headers.get("x-absent") is None
