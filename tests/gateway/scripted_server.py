@@ -17,12 +17,14 @@ def json_answer(body: bytes = b'{"ok": true}', extra: bytes = b"") -> bytes:
 
 class ScriptedServer:
     """Reads each request (head and Content-Length body), then sends `answer(request)`; a None answer, or
-    `close_after`, closes the connection."""
+    `close_after`, closes the connection. `closed` counts the connections it has closed."""
 
     def __init__(self, answer: Callable[[bytes], bytes | None]):
         self.answer = answer
         self.close_after = False
         self.connections = 0
+        self.closed = 0
+        self._closing = threading.Condition()
         self.requests: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -39,6 +41,21 @@ class ScriptedServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        try:
+            self._answer_each(conn)
+        finally:
+            with self._closing:
+                self.closed += 1
+                self._closing.notify_all()
+
+    def wait_closed(self, count: int, timeout: float = 5.0) -> None:
+        """Until the server has closed `count` connections: a client that reads an answer may otherwise
+        write its next request before the server's thread has closed the connection it answered on."""
+        with self._closing:
+            if not self._closing.wait_for(lambda: self.closed >= count, timeout):
+                raise AssertionError(f"{self.closed} connections closed, not {count}")
+
+    def _answer_each(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
         with conn, reader, contextlib.suppress(OSError):  # the client may reset a connection it gave up on
             while True:
@@ -55,10 +72,11 @@ class ScriptedServer:
                 request = head + reader.read(length)
                 self.requests.append(request)
                 answer = self.answer(request)
+                close_after = self.close_after  # as set when the request came, not when the client has read
                 if answer is None:
                     return
                 conn.sendall(answer)
-                if self.close_after:
+                if close_after:
                     return
 
     def close(self) -> None:

@@ -54,6 +54,7 @@ def test_a_connection_is_reused_while_open_and_replaced_once_closed(server):
     server.close_after = True
     _post(adapter, url)  # answered, then closed by the server while pooled
     server.close_after = False
+    server.wait_closed(1)
     _post(adapter, url)  # the closed connection is noticed and replaced, not written to
     assert server.connections == 2
     _post(adapter, url)
