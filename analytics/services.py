@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -87,12 +88,12 @@ def request_log_write_batch(rows: list[dict]) -> None:
 
 
 def _write_batch(rows: list[dict]) -> None:
-    for row in rows:
+    for row in _taking_turns(rows):
         _classify(row)  # before anything can fail: a spooled row keeps its task type, not the request
-    if connection.vendor == "postgresql" and _copy([_fields(row) for row in rows]):
+    if connection.vendor == "postgresql" and _copy([_fields(row) for row in _taking_turns(rows)]):
         _touch_keys({row["api_key_id"] for row in rows if row.get("api_key_id")})
         return
-    objects = [_build(row) for row in rows]
+    objects = [_build(row) for row in _taking_turns(rows)]
     try:
         with transaction.atomic():
             RequestLog.objects.bulk_create(objects, ignore_conflicts=True)
@@ -105,6 +106,24 @@ def _write_batch(rows: list[dict]) -> None:
             except IntegrityError:
                 log.error("Dropped request-log row %s: %s", obj.request_id, "its user or key is gone")
     _touch_keys({row["api_key_id"] for row in rows if row.get("api_key_id")})
+
+
+_TURN_EVERY = 8  # rows
+_TURN_SECONDS = 0.00001
+
+
+def _taking_turns(rows: list[dict]):
+    """Each row, giving serving a turn every _TURN_EVERY rows.
+
+    The writer shares its process with the requests it logs: under gevent, one thread, where nothing else
+    runs until it gives way. A batch costs ~25 µs of CPU per row (classification, cost, COPY), so without
+    turns a request that arrived while a batch was written waited for all of it: p99 at one connection 2.8 ms
+    against a p50 of 0.47, and 7.4 ms with 2-second batches. A turn is a sleep on a timer, not sleep(0):
+    gevent resumes a sleep(0) before it polls the sockets, so a waiting request would not be read."""
+    for index, row in enumerate(rows):
+        if index and not index % _TURN_EVERY:
+            time.sleep(_TURN_SECONDS)
+        yield row
 
 
 _COPY_FIELDS = [f for f in RequestLog._meta.concrete_fields if not f.primary_key]
@@ -123,7 +142,7 @@ def _copy(rows: list[dict]) -> bool:
     sql = f"COPY {connection.ops.quote_name(RequestLog._meta.db_table)} ({columns}) FROM STDIN"
     try:
         with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
-            for row in rows:
+            for row in _taking_turns(rows):
                 values = []
                 for field in _COPY_FIELDS:
                     name = field.attname

@@ -394,3 +394,37 @@ def test_last_used_at_costs_one_query_per_key_and_minute(tmp_path):
     services._touched[str(api_key.id)] -= timedelta(minutes=1)  # as if this process touched it a minute ago
     assert key_updates(rows[4:]) == 1
     assert ApiKey.objects.get(id=api_key.id).last_used_at > first - timedelta(minutes=5)
+
+
+@pytest.mark.django_db
+def test_a_batch_gives_way_to_a_request_waiting_in_the_same_gevent_worker(monkeypatch):
+    """Under gevent the writer and the requests share one thread: a client's request that arrives while a
+    batch is being written is read before the batch ends, not after it (gunicorn.conf.py patches time.sleep
+    as here)."""
+    gevent = pytest.importorskip("gevent")
+    from gevent import socket as gevent_socket
+
+    monkeypatch.setattr(time, "sleep", gevent.sleep)
+    user, _ = user_get_or_create(email="turns@example.com")
+    api_key, _ = api_key_create(user=user, name="turns")
+    rows = log_rows(user.id, str(api_key.id), 100)
+    client, server = gevent_socket.socketpair()
+    events = []
+
+    def serving():
+        server.recv(1)
+        events.append("request read")
+
+    def writing():
+        client.sendall(b"x")  # the request arrives as the batch starts
+        request_log_write_batch(rows)
+        events.append("batch written")
+
+    waiting = gevent.spawn(serving)
+    gevent.sleep(0)  # the request's greenlet now waits on its socket
+    gevent.spawn(writing).get(timeout=30)
+    waiting.get(timeout=5)
+    client.close()
+    server.close()
+    assert events == ["request read", "batch written"]
+    assert RequestLog.objects.filter(user_id=user.id).count() == 100
