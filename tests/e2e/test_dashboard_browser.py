@@ -20,6 +20,7 @@ import openai
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.core.management import call_command
+from django.db import connections
 
 from accounts.models import User
 from analytics.models import RequestLog
@@ -123,6 +124,9 @@ def playwright():
 
     with sync_playwright() as p:
         yield p
+        # Under Playwright's event loop the test's ORM calls open a database connection of their own, which
+        # Django's teardown does not see: left open, it kept the test database from being dropped.
+        connections.close_all()
 
 
 def card_value(page, label: str) -> str:
