@@ -80,4 +80,6 @@ class ScriptedServer:
                     return
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread: close() alone would not
         self.listener.close()
