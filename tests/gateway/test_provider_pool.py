@@ -100,8 +100,8 @@ def test_the_pool_is_found_per_origin_and_dropped_on_close(server, other_server)
     """A pool is remembered per origin (scheme, host, port), whatever the path and query; close() drops
     them all, so that no connection is reused after it."""
     adapter = PooledAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
-    first = f"{server.url}"
-    other = f"{other_server.url}"
+    first = server.url
+    other = other_server.url
     a = _post(adapter, f"{first}/v1/chat/completions").raw._pool
     assert _post(adapter, f"{first}/v1/embeddings?x=1").raw._pool is a
     assert _post(adapter, f"{other}/v1/chat/completions").raw._pool is not a
